@@ -1,0 +1,138 @@
+"""Array-API helpers shared by the core: namespace inference, validation, small kernels.
+
+Every public routine infers its namespace once (``namespace``) and passes ``xp``
+down; nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+Array = Any
+
+
+def namespace(*arrays: Array, xp: Any = None) -> Any:
+    """The array namespace of ``arrays`` (or ``xp`` when given)."""
+    if xp is not None:
+        return xp
+    return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+
+
+def device_of(x: Array) -> Any:
+    return array_api_compat.device(x)
+
+
+def is_complex(x: Array, xp: Any) -> bool:
+    return xp.isdtype(x.dtype, "complex floating")
+
+
+def real_dtype(dtype: Any, xp: Any) -> Any:
+    """float32 for float32/complex64, float64 for float64/complex128."""
+    if dtype in (xp.float32, xp.complex64):
+        return xp.float32
+    return xp.float64
+
+
+def complex_dtype(dtype: Any, xp: Any) -> Any:
+    """complex64 for float32/complex64, complex128 for float64/complex128."""
+    if dtype in (xp.float32, xp.complex64):
+        return xp.complex64
+    return xp.complex128
+
+
+def result_dtype(xp: Any, *arrays: Array) -> Any:
+    return xp.result_type(*[a.dtype for a in arrays if a is not None])
+
+
+def eps(dtype: Any, xp: Any) -> float:
+    return float(xp.finfo(real_dtype(dtype, xp)).eps)
+
+
+def mH(x: Array, xp: Any) -> Array:
+    """Conjugate transpose of the last two axes."""
+    xt = xp.matrix_transpose(x)
+    return xp.conj(xt) if is_complex(x, xp) else xt
+
+
+def conj(x: Array, xp: Any) -> Array:
+    return xp.conj(x) if is_complex(x, xp) else x
+
+
+def eye(n: int, dtype: Any, like: Array, xp: Any) -> Array:
+    return xp.eye(n, dtype=dtype, device=device_of(like))
+
+
+def diag_embed(v: Array, xp: Any) -> Array:
+    """(..., n) -> (..., n, n) with ``v`` on the diagonal."""
+    n = v.shape[-1]
+    return v[..., None] * eye(n, v.dtype, v, xp)
+
+
+def diagonal(x: Array, xp: Any) -> Array:
+    """(..., n, n) -> (..., n)."""
+    return xp.linalg.diagonal(x)
+
+
+def abs2(x: Array, xp: Any) -> Array:
+    """|x|^2 elementwise, real-valued."""
+    if is_complex(x, xp):
+        return xp.real(x) ** 2 + xp.imag(x) ** 2
+    return x * x
+
+
+def frobenius_norm(x: Array, xp: Any) -> Array:
+    """Frobenius norm over the last two axes, shape (...)."""
+    return xp.sqrt(xp.sum(abs2(x, xp), axis=(-2, -1)))
+
+
+def to_numpy(x: Array) -> Any:
+    """A NumPy copy of ``x`` (moved to host). Used only where a namespace lacks a routine."""
+    import numpy as np
+
+    if hasattr(x, "detach"):  # torch tensors need detach + cpu before NumPy sees them
+        x = x.detach().cpu()
+    return np.asarray(x)
+
+
+def from_numpy(a: Any, like: Array, xp: Any) -> Array:
+    """``a`` as an array of ``xp`` on the device of ``like``."""
+    return xp.asarray(a, device=device_of(like))
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def check_floating(name: str, x: Array, xp: Any) -> None:
+    if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        msg = f"`{name}` must have a floating or complex dtype, got {x.dtype}"
+        raise ValueError(msg)
+
+
+def check_finite(name: str, x: Array, xp: Any) -> None:
+    finite = xp.isfinite(x)
+    if not bool(xp.all(finite)):
+        bad = int(xp.sum(xp.astype(xp.logical_not(finite), xp.int64)))
+        msg = f"`{name}` holds {bad} NaN or Inf value(s) (shape {tuple(x.shape)})"
+        raise ValueError(msg)
+
+
+def check_square(name: str, x: Array) -> None:
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        msg = f"`{name}` must be a (..., n, n) square matrix, got shape {tuple(x.shape)}"
+        raise ValueError(msg)
+
+
+def batch_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of several batch shapes; ValueError if they do not broadcast."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(ndim):
+        sizes = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            msg = f"batch shapes {shapes} do not broadcast"
+            raise ValueError(msg)
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
