@@ -4,8 +4,10 @@ Pure Python array API (NumPy, array-api-strict, PyTorch, JAX, CuPy), batched ove
 axes, discrete time: ``x[k+1] = A x[k] + B u[k]``, ``y[k] = C x[k] + D u[k]``.
 """
 
+from . import schedule
 from .balancing import Reduction, balanced_truncation, hankel_singular_values, rank_for_energy
 from .diagonal import real_output_system, to_diagonal
+from .energy_rank import EnergyRank, hankel_rank
 from .gramians import (
     controllability_gramian,
     gramian_factor,
@@ -19,6 +21,7 @@ from .systems import DiagonalStateSpace, StateSpace
 
 __all__ = [
     "DiagonalStateSpace",
+    "EnergyRank",
     "Reduction",
     "StateSpace",
     "balanced_truncation",
@@ -26,12 +29,14 @@ __all__ = [
     "gramian_factor",
     "gramian_factors",
     "gramians",
+    "hankel_rank",
     "hankel_singular_values",
     "lyapunov_residual",
     "observability_gramian",
     "rank_for_energy",
     "ranking_is_stable",
     "real_output_system",
+    "schedule",
     "solve_continuous_lyapunov",
     "solve_discrete_lyapunov",
     "to_diagonal",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _array as _a
-from .systems import DiagonalStateSpace, StateSpace, System
+from .systems import DiagonalStateSpace, System
 
 Array = Any
 

@@ -74,6 +74,28 @@ def _doubling(A: Array, Q: Array, xp: Any, tol: float | None, max_iterations: in
     raise ValueError(msg)
 
 
+def _check_powers_vanish(A: Array, xp: Any, max_iterations: int) -> None:
+    """Raise ValueError unless ``||A^(2^k)||_F^2`` falls below machine epsilon within
+    ``max_iterations`` squarings, i.e. unless A is stable: the convergence test of the doubling
+    iteration, for the Kronecker method, whose linear system is solvable for most unstable A too
+    (and then gives a solution of the equation that is no Gramian)."""
+    tol = _a.eps(A.dtype, xp)
+    power = A
+    for _ in range(max_iterations):
+        power = power @ power
+        size = xp.max(xp.sum(_a.abs2(power, xp), axis=(-2, -1)))
+        vanished = _concrete_bool(size <= tol)
+        if vanished is not False:  # True, or None when traced under jax.jit: nothing to check
+            return
+        if not float(size) < 1e100:  # diverging (or NaN)
+            break
+    msg = (
+        f"`A` is not stable: ||A^(2^k)||_F^2 = {float(size):.3g} does not vanish; "
+        "its spectral radius is >= 1 or too close to 1"
+    )
+    raise ValueError(msg)
+
+
 def _kronecker(A: Array, Q: Array, xp: Any) -> Array:
     """Direct solve of (I - A (x) conj(A)) vec(X) = vec(Q) (row-major vec); O(n^6), small n only."""
     n = A.shape[-1]
@@ -131,10 +153,15 @@ def solve_discrete_lyapunov(
         if _concrete_bool(xp.any(off_diagonal != 0)):
             msg = '`A` has non-zero off-diagonal entries; method="diagonal" needs a diagonal A'
             raise ValueError(msg)
+        largest = xp.max(xp.abs(poles))
+        if _concrete_bool(largest < 1) is False:
+            msg = f"`A` is not stable: a diagonal entry has modulus {float(largest):.6g} >= 1"
+            raise ValueError(msg)
         return diagonal_lyapunov(poles, Q, xp)
     if method == "doubling":
         return _doubling(A, Q, xp, tol, max_iterations)
     if method == "kronecker":
+        _check_powers_vanish(A, xp, max_iterations)
         return _kronecker(A, Q, xp)
     msg = f"`method` {method!r} is unknown; choose 'auto', 'diagonal', 'doubling' or 'kronecker'"
     raise ValueError(msg)

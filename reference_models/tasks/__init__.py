@@ -1,0 +1,31 @@
+"""Framework-free sequence tasks (NumPy arrays) for the PyTorch and JAX trainers.
+
+>>> from reference_models.tasks import load_task, batches
+>>> data = load_task("digits", seed=0)
+>>> data.x_train.shape[1:], data.num_classes
+((64, 1), 10)
+"""
+
+from .batching import batches
+from .dataset import SequenceDataset, TrueSystem
+from .digits_task import load_digits
+from .mnist1d_task import load_mnist1d
+from .registry import TASKS, load_task
+from .scifar_task import load_scifar
+from .smnist_task import load_smnist
+from .sysid_task import load_sysid, random_stable_system, simulate
+
+__all__ = [
+    "TASKS",
+    "SequenceDataset",
+    "TrueSystem",
+    "batches",
+    "load_digits",
+    "load_mnist1d",
+    "load_scifar",
+    "load_smnist",
+    "load_sysid",
+    "load_task",
+    "random_stable_system",
+    "simulate",
+]

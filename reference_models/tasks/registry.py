@@ -1,0 +1,48 @@
+"""``load_task``: one entry point for every task, by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .dataset import SequenceDataset
+from .digits_task import load_digits
+from .mnist1d_task import load_mnist1d
+from .scifar_task import load_scifar
+from .smnist_task import load_smnist
+from .sysid_task import load_sysid
+
+LOADERS: dict[str, Callable[..., SequenceDataset]] = {
+    "mnist1d": load_mnist1d,
+    "digits": load_digits,
+    "sysid": load_sysid,
+    "smnist": load_smnist,
+    "scifar": load_scifar,
+}
+TASKS = tuple(LOADERS)
+
+
+def load_task(
+    name: str, *, seed: int = 0, data_dir: str | Path | None = None, **options: Any
+) -> SequenceDataset:
+    """The task ``name`` (one of ``TASKS``) as a ``SequenceDataset``.
+
+    ``seed`` makes every random choice (splits, subsets, generated data); ``data_dir`` is
+    the local folder of "smnist" and "scifar"; ``options`` are the task's own keyword
+    arguments (see ``load_<name>``), e.g. ``max_train=1000`` or ``order=4``.
+    """
+    if name not in LOADERS:
+        raise ValueError(f"`task` {name!r} is unknown; choose one of: {', '.join(TASKS)}")
+    loader = LOADERS[name]
+    if data_dir is not None:
+        options["data_dir"] = data_dir
+    accepted = set(inspect.signature(loader).parameters) - {"seed"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"`options` {unknown} are not accepted by task {name!r}; "
+            f"it accepts: {', '.join(sorted(accepted))}"
+        )
+    return loader(seed=seed, **options)
