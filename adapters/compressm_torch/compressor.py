@@ -1,0 +1,92 @@
+"""The reduction schedule inside any PyTorch training loop, with its safety net.
+
+    compressor = Compressor(ReductionSchedule(total_steps=steps, interval=200, tau=0.05))
+    for step in range(steps):
+        ...  # forward, backward, optimizer.step()
+        model, optimizer = compressor.step(step, model, optimizer, evaluate)
+
+At a check step the compressor reads every layer's HSVs, plans new ranks with the core's
+schedule policy (tolerance or fixed mode, the gate), evaluates the validation metric,
+compresses, evaluates again and rolls back (returns the old model and optimizer, which
+``compress`` never modifies: they are the checkpoint) if the metric fell by more than
+``rollback_tolerance``; after a rollback it stops reducing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from compressm_core.schedule import (
+    ReductionSchedule,
+    ScheduleState,
+    after_reduction,
+    is_check_step,
+    plan_ranks,
+    should_roll_back,
+)
+
+from .reduce import Gramians, LayerReduction, compress, hankel_singular_values
+
+
+@dataclass(frozen=True)
+class CompressionEvent:
+    """One reduction attempt: when, what changed, the metric around it, and whether it was undone."""
+
+    step: int
+    reductions: tuple[LayerReduction, ...]
+    metric_before: float
+    metric_after: float
+    rolled_back: bool
+
+
+@dataclass
+class Compressor:
+    """Runs ``schedule`` in a training loop; ``events`` records every reduction attempt."""
+
+    schedule: ReductionSchedule
+    gramians: Gramians = "complex"
+    seed: int = 0
+    state: ScheduleState = field(default_factory=ScheduleState)
+    events: list[CompressionEvent] = field(default_factory=list)
+
+    def planned_ranks(self, model: nn.Module) -> dict[str, int]:
+        """The layers the schedule would reduce now, with their new ranks (HSV units)."""
+        hsvs = hankel_singular_values(model, gramians=self.gramians)
+        names = list(hsvs)
+        current = [hsvs[name].shape[-1] for name in names]
+        planned = plan_ranks(self.schedule, [hsvs[name].tolist() for name in names], current)
+        return {name: new for name, new, old in zip(names, planned, current, strict=True) if new < old}
+
+    def step(
+        self,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        evaluate: Callable[[nn.Module], float],
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The model and optimizer to train on from here (new ones after a kept reduction)."""
+        if not is_check_step(self.schedule, step, self.state):
+            return model, optimizer
+        ranks = self.planned_ranks(model)
+        if not ranks:
+            return model, optimizer
+        metric_before = float(evaluate(model))
+        compressed = compress(
+            model,
+            optimizer,
+            ranks=ranks,
+            selection=self.schedule.selection,
+            gramians=self.gramians,
+            seed=self.seed + step,
+        )
+        metric_after = float(evaluate(compressed.model))
+        rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
+        self.state = after_reduction(self.state, rolled_back=rolled_back)
+        self.events.append(CompressionEvent(step, compressed.reductions, metric_before, metric_after, rolled_back))
+        if rolled_back:
+            return model, optimizer
+        return compressed.model, compressed.optimizer

@@ -1,0 +1,190 @@
+"""Read a model's SSM layers as core systems, and shrink them by balanced truncation.
+
+Nothing here knows LRU or S5 internals: layers are found as ``ReducibleSSM`` modules,
+read with ``ssm_system()`` and rebuilt with ``with_system()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+import compressm_core as cc
+
+from .interface import ReducibleSSM
+from .optimizer import transfer_optimizer
+
+Gramians = Literal["complex", "real_output"]
+Selection = Literal["largest", "smallest", "random"]
+
+
+@dataclass(frozen=True)
+class LayerReduction:
+    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound."""
+
+    name: str
+    old_dim: int
+    new_dim: int
+    hsv: Tensor
+    error_bound: float
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The result of ``compress``: a new model and optimizer; the inputs are untouched."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    reductions: tuple[LayerReduction, ...]
+
+
+def reducible_layers(model: nn.Module) -> list[tuple[str, ReducibleSSM]]:
+    """The (qualified name, layer) pairs of every ``ReducibleSSM`` in ``model``, in order."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, ReducibleSSM)]
+
+
+def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
+    if gramians not in ("complex", "real_output"):
+        msg = f"`gramians` {gramians!r} is unknown; choose 'complex' or 'real_output'"
+        raise ValueError(msg)
+    system = layer.ssm_system()
+    if gramians == "real_output":
+        if not layer.real_output:
+            msg = "`gramians='real_output'` needs layers that output Re(C x); this one outputs C x"
+            raise ValueError(msg)
+        system = cc.real_output_system(system)
+    return system
+
+
+def _stacked(systems: list[cc.DiagonalStateSpace]) -> cc.DiagonalStateSpace:
+    return cc.DiagonalStateSpace(
+        torch.stack([s.poles for s in systems]),
+        torch.stack([s.B for s in systems]),
+        torch.stack([s.C for s in systems]),
+    )
+
+
+@torch.no_grad()
+def hankel_singular_values(model: nn.Module, *, gramians: Gramians = "complex") -> dict[str, Tensor]:
+    """Per-layer HSVs (descending, on the model's device), computed in batches of equal shape.
+
+    ``gramians="complex"`` analyses ``u -> C x`` (the CompreSSM authors' choice);
+    ``"real_output"`` the map ``u -> Re(C x)`` the layer computes (2n HSVs per layer).
+    """
+    layers = reducible_layers(model)
+    systems = {name: _analysed_system(layer, gramians) for name, layer in layers}
+    groups: dict[tuple[int, int, int, torch.dtype], list[str]] = {}
+    for name, system in systems.items():
+        key = (system.n, system.m, system.p, system.dtype)
+        groups.setdefault(key, []).append(name)
+    result: dict[str, Tensor] = {}
+    for names in groups.values():
+        try:
+            hsv = cc.hankel_singular_values(_stacked([systems[name] for name in names]))
+        except ValueError as error:
+            msg = f"layers {names}: {error}"
+            raise ValueError(msg) from None
+        result.update(zip(names, hsv, strict=True))
+    return {name: result[name] for name, _ in layers}
+
+
+def _kept_states(rank: int, n: int, selection: Selection, generator: torch.Generator | None) -> list[int]:
+    if selection == "largest":
+        return list(range(rank))
+    if selection == "smallest":
+        return list(range(n - rank, n))
+    if selection == "random":
+        return sorted(torch.randperm(n, generator=generator)[:rank].tolist())
+    msg = f"`selection` {selection!r} is unknown; choose 'largest', 'smallest' or 'random'"
+    raise ValueError(msg)
+
+
+def reduce_layer(
+    name: str,
+    layer: ReducibleSSM,
+    rank: int,
+    *,
+    gramians: Gramians = "complex",
+    selection: Selection = "largest",
+    generator: torch.Generator | None = None,
+) -> tuple[nn.Module, LayerReduction]:
+    """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised.
+
+    With ``gramians="real_output"``, ``rank`` counts real states (of 2n); conjugate pairs
+    then share one complex state, so the new layer has about ``rank / 2`` states.
+    """
+    with torch.no_grad():
+        system = _analysed_system(layer, gramians)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < system.n:
+            msg = f"layer {name}: `rank` must be an integer in [1, {system.n - 1}], got {rank!r}"
+            raise ValueError(msg)
+        keep = _kept_states(rank, system.n, selection, generator)
+        try:
+            reduction = cc.balanced_truncation(system, keep=keep)
+            diagonal = cc.to_diagonal(reduction.system, real_output=gramians == "real_output")
+            new_layer = layer.with_system(diagonal)
+        except ValueError as error:
+            msg = f"layer {name}: {error}"
+            raise ValueError(msg) from None
+    record = LayerReduction(name, layer.state_dim, new_layer.state_dim, reduction.hsv, float(reduction.error_bound))
+    return new_layer, record
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def compress(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    ranks: dict[str, int] | None = None,
+    tau: float | None = None,
+    energy: cc.balancing.Energy = "sum",
+    selection: Selection = "largest",
+    gramians: Gramians = "complex",
+    seed: int = 0,
+) -> Compressed:
+    """Shrink the SSM layers of ``model`` by balanced truncation; the optimizer follows.
+
+    Give ``ranks`` (layer name -> new rank; layers not named are kept) or ``tau`` (each
+    layer keeps the smallest rank holding ``1 - tau`` of its HSV energy, see
+    ``compressm_core.rank_for_energy``). ``selection`` picks which balanced states are kept
+    ("smallest" and "random" are the paper's ablations). The returned optimizer keeps the
+    exact state of every parameter outside the reduced layers; the reduced layers'
+    parameters start afresh (see ``transfer_optimizer``). ``model`` and ``optimizer`` are
+    not modified, so keeping them is a rollback.
+    """
+    if (ranks is None) == (tau is None):
+        msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
+        raise ValueError(msg)
+    layers = dict(reducible_layers(model))
+    if ranks is None:
+        hsvs = hankel_singular_values(model, gramians=gramians)
+        ranks = {name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()}
+        ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
+    unknown = sorted(set(ranks) - set(layers))
+    if unknown:
+        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(layers)}"
+        raise ValueError(msg)
+    generator = torch.Generator().manual_seed(seed)
+    replacements = {}
+    records = []
+    for name, rank in ranks.items():
+        replacements[name], record = reduce_layer(
+            name, layers[name], rank, gramians=gramians, selection=selection, generator=generator
+        )
+        records.append(record)
+    new_model = copy.deepcopy(model)
+    for name, layer in replacements.items():
+        _set_submodule(new_model, name, layer)
+    new_optimizer = None
+    if optimizer is not None:
+        new_optimizer = transfer_optimizer(optimizer, model, new_model, reset=tuple(replacements))
+    return Compressed(new_model, new_optimizer, tuple(records))

@@ -1,0 +1,139 @@
+"""``compressm``: train SSMs that shrink during training, compare against baselines, run the demo.
+
+    compressm train --task mnist1d --tau 0.05 --output runs/lru
+    compressm compare --task digits --seeds 0 1 2 --output runs/cmp
+    compressm demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .tasks import TASKS
+from .train.config import BACKENDS, GRAMIANS, MODELS, TrainConfig
+
+#: The demo: ``compare`` on MNIST-1D with settings that finish in about 5 minutes on 2 CPU cores.
+DEMO = TrainConfig(
+    task="mnist1d",
+    steps=1500,
+    batch_size=64,
+    d_model=32,
+    state_dim=128,
+    n_layers=2,
+    tau=0.05,
+    reduce_every=25,
+    reduce_until=0.1,
+    eval_every=100,
+)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    add = parser.add_argument
+    add("--backend", choices=BACKENDS, default=defaults.backend)
+    add("--model", choices=MODELS, default=defaults.model, help="SSM layer type")
+    add("--task", choices=TASKS, default=defaults.task)
+    add("--data-dir", default=None, help="local data folder (smnist, scifar)")
+    add("--max-train", type=int, default=None, help="use at most this many training sequences")
+    add("--steps", type=int, default=defaults.steps, help="training steps")
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--lr", type=float, default=defaults.lr)
+    add("--d-model", type=int, default=defaults.d_model)
+    add("--state-dim", type=int, default=defaults.state_dim, help="initial state dim of every layer")
+    add("--layers", type=int, default=defaults.n_layers)
+    add("--dropout", type=float, default=defaults.dropout)
+    add("--tau", type=float, default=defaults.tau, help="energy tolerance; omit with --no-compress")
+    add("--no-compress", action="store_true", help="train the full model only")
+    add("--mode", choices=("tolerance", "fixed"), default=defaults.mode)
+    add("--fraction", type=float, default=defaults.fraction, help="fixed mode: fraction cut per check")
+    add("--energy", choices=("sum", "squared"), default=defaults.energy)
+    add("--reduce-every", type=int, default=defaults.reduce_every, help="steps between reduction checks")
+    add("--reduce-until", type=float, default=defaults.reduce_until, help="fraction of training with reductions")
+    add("--rollback-tolerance", type=float, default=defaults.rollback_tolerance)
+    add("--selection", choices=("largest", "smallest", "random"), default=defaults.selection)
+    add("--gramians", choices=GRAMIANS, default=defaults.gramians)
+    add("--eval-every", type=int, default=defaults.eval_every)
+    add("--seed", type=int, default=defaults.seed)
+    add("--output", type=Path, default=None, help="output folder (must be empty or new)")
+    add("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
+    add("--quiet", action="store_true", help="no progress bars")
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        task=args.task,
+        backend=args.backend,
+        model=args.model,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        d_model=args.d_model,
+        state_dim=args.state_dim,
+        n_layers=args.layers,
+        dropout=args.dropout,
+        tau=None if args.no_compress or args.mode == "fixed" else args.tau,
+        mode=args.mode,
+        fraction=args.fraction,
+        energy=args.energy,
+        reduce_every=args.reduce_every,
+        reduce_until=args.reduce_until,
+        rollback_tolerance=args.rollback_tolerance,
+        selection=args.selection,
+        gramians=args.gramians,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        max_train=args.max_train,
+    )
+
+
+def _output_folder(args: argparse.Namespace, default: str) -> Path:
+    output = args.output or Path("runs") / default
+    if output.exists() and not output.is_dir():
+        msg = f"`--output` {output} exists and is not a folder"
+        raise ValueError(msg)
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        msg = f"`--output` {output} is not empty; choose another folder or pass --overwrite"
+        raise ValueError(msg)
+    return output
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compressm", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train one model (compressing unless --no-compress)")
+    _add_run_options(train, TrainConfig())
+    compare = commands.add_parser("compare", help="full vs CompreSSM vs small-from-scratch")
+    _add_run_options(compare, TrainConfig())
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    demo = commands.add_parser("demo", help="`compare` on MNIST-1D with defaults for ~5 minutes on 2 cores")
+    _add_run_options(demo, DEMO)
+    demo.add_argument("--seeds", type=int, nargs="+", default=[0])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .train.run import compare, run_and_save  # heavy imports after argument parsing
+
+    try:
+        config = _config(args)
+        if args.command == "train":
+            output = _output_folder(args, f"{config.model}_{config.task}")
+            metrics = run_and_save(config, output, progress=not args.quiet)
+            metric = next(key for key in metrics if key.startswith("test_"))
+            dims = metrics["final_state_dims"]
+            print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
+        else:
+            output = _output_folder(args, args.command)
+            print(compare(config, output, seeds=tuple(args.seeds), progress=not args.quiet))
+            print(f"\ntables, metrics, checkpoints and plots in {output}")
+    except ValueError as error:
+        print(f"compressm: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

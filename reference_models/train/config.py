@@ -1,0 +1,111 @@
+"""The configuration of one training run, shared by the PyTorch and JAX trainers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from compressm_core.schedule import ReductionSchedule
+
+from ..tasks import TASKS
+
+BACKENDS = ("torch", "jax")
+MODELS = ("lru", "s5")
+GRAMIANS = ("complex", "real_output")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run. ``tau=None`` trains without compression."""
+
+    task: str = "mnist1d"
+    backend: str = "torch"
+    model: str = "lru"
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 3e-3
+    ssm_lr_factor: float = 0.5
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    d_model: int = 64
+    state_dim: int | tuple[int, ...] = 128
+    n_layers: int = 2
+    dropout: float = 0.0
+    tau: float | None = 0.05
+    mode: str = "tolerance"
+    fraction: float = 0.1
+    energy: str = "sum"
+    reduce_every: int = 50
+    reduce_until: float = 0.1
+    reduce_from: int | None = None
+    rollback_tolerance: float = 0.02
+    selection: str = "largest"
+    gramians: str = "complex"
+    eval_every: int = 100
+    seed: int = 0
+    data_dir: str | None = None
+    max_train: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("task", self.task, TASKS)
+        _choice("backend", self.backend, BACKENDS)
+        _choice("model", self.model, MODELS)
+        _choice("gramians", self.gramians, GRAMIANS)
+        for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "reduce_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                msg = f"`{name}` must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            msg = f"`lr` must be a positive number, got {self.lr!r}"
+            raise ValueError(msg)
+        dims = (self.state_dim,) if isinstance(self.state_dim, int) else self.state_dim
+        if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
+            msg = f"`state_dim` must be a positive integer (or one per layer), got {self.state_dim!r}"
+            raise ValueError(msg)
+        if not 0 <= self.dropout < 1:
+            msg = f"`dropout` must lie in [0, 1), got {self.dropout!r}"
+            raise ValueError(msg)
+        if self.compresses:
+            self.schedule(metric_mode="max")  # validates tau, mode, energy, window, selection
+
+    @property
+    def compresses(self) -> bool:
+        return self.tau is not None or self.mode == "fixed"
+
+    def schedule(self, *, metric_mode: str) -> ReductionSchedule:
+        """The core's reduction schedule for this run (``metric_mode`` from the task)."""
+        return ReductionSchedule(
+            total_steps=self.steps,
+            interval=self.reduce_every,
+            reduce_until=self.reduce_until,
+            start=self.reduce_from,
+            mode=self.mode,
+            tau=self.tau if self.mode == "tolerance" else None,
+            fraction=self.fraction,
+            energy=self.energy,
+            rollback_tolerance=self.rollback_tolerance,
+            metric_mode=metric_mode,
+            selection=self.selection,
+        )
+
+    def task_options(self) -> dict[str, Any]:
+        """Keyword options for ``load_task`` beyond name, seed and data_dir."""
+        return {"max_train": self.max_train} if self.max_train is not None else {}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        if isinstance(self.state_dim, tuple):
+            values["state_dim"] = list(self.state_dim)
+        return values
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        msg = f"`{name}` {value!r} is unknown; choose one of: {', '.join(choices)}"
+        raise ValueError(msg)

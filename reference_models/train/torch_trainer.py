@@ -1,0 +1,128 @@
+"""Train a PyTorch SequenceModel while the Compressor shrinks it (CompreSSM), and record the run."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import compressm_torch as ct
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..tasks import SequenceDataset, batches, load_task
+from ..torch_models import SequenceModel
+from .checkpoint_torch import save_model
+from .config import TrainConfig
+from .record import RunRecord
+
+
+def build_model(config: TrainConfig, data: SequenceDataset) -> SequenceModel:
+    classification = data.kind == "classification"
+    return SequenceModel(
+        d_input=data.d_input,
+        d_output=data.num_classes if classification else data.d_output,
+        d_model=config.d_model,
+        state_dim=config.state_dim if isinstance(config.state_dim, int) else list(config.state_dim),
+        n_layers=config.n_layers,
+        layer=config.model,
+        pooling="mean" if classification else "none",
+        dropout=config.dropout,
+    )
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; SSM parameters get ``ssm_lr_factor * lr`` and no weight decay (LRU practice)."""
+    ssm_names = {name for name, _ in ct.reducible_layers(model)}
+    ssm, other = [], []
+    for name, param in model.named_parameters():
+        (ssm if name.rpartition(".")[0] in ssm_names else other).append(param)
+    return torch.optim.AdamW(
+        [
+            {"params": ssm, "lr": config.lr * config.ssm_lr_factor, "weight_decay": 0.0, "base_lr": config.lr * config.ssm_lr_factor},
+            {"params": other, "lr": config.lr, "weight_decay": config.weight_decay, "base_lr": config.lr},
+        ]
+    )
+
+
+def learning_rate_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _endless_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterator[tuple]:
+    rng = np.random.default_rng(seed)
+    while True:
+        yield from batches(x, y, batch_size, rng=rng, shuffle=True, drop_last=len(x) >= batch_size)
+
+
+def loss_and_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> tuple[torch.Tensor, float]:
+    """Cross-entropy and accuracy (classification) or MSE and MSE (regression)."""
+    output = model(x)
+    if kind == "classification":
+        loss = nn.functional.cross_entropy(output, y)
+        return loss, float((output.argmax(-1) == y).float().mean())
+    loss = nn.functional.mse_loss(output, y)
+    return loss, float(loss)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, batch_size: int = 512) -> float:
+    """Accuracy (classification) or mean squared error (regression) over a whole split."""
+    model.eval()
+    total, count = 0.0, 0
+    for xb, yb in batches(x, y, batch_size, shuffle=False):
+        _, metric = loss_and_metric(model, torch.from_numpy(xb), torch.from_numpy(yb), kind)
+        total += metric * len(xb)
+        count += len(xb)
+    model.train()
+    return total / count
+
+
+def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress: bool = True) -> tuple[nn.Module, RunRecord]:
+    """Run one configuration end to end; returns the final model and the run's record."""
+    torch.manual_seed(config.seed)
+    data = data if data is not None else load_task(config.task, seed=config.seed, data_dir=config.data_dir, **config.task_options())
+    kind = data.kind
+    metric_mode = "max" if kind == "classification" else "min"
+    model = build_model(config, data)
+    optimizer = build_optimizer(model, config)
+    compressor = ct.Compressor(config.schedule(metric_mode=metric_mode), gramians=config.gramians, seed=config.seed) if config.compresses else None
+    record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.reducible_layers(model)])
+    record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians))
+    train_batches = _endless_batches(data.x_train, data.y_train, config.batch_size, config.seed)
+    validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
+    bar = tqdm(range(config.steps), disable=not progress, desc=f"{config.model} {config.task}", unit="step")
+    start = time.perf_counter()
+    for step in bar:
+        xb, yb = next(train_batches)
+        factor = learning_rate_factor(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        loss, metric = loss_and_metric(model, torch.from_numpy(xb), torch.from_numpy(yb), kind)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if compressor is not None:
+            events_before, tick = len(compressor.events), time.perf_counter()
+            model, optimizer = compressor.step(step + 1, model, optimizer, validate)
+            record.reduction_seconds += time.perf_counter() - tick
+            for event in compressor.events[events_before:]:
+                record.reduction_event(event)
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            dims = [layer.state_dim for _, layer in ct.reducible_layers(model)]
+            record.evaluation(step + 1, time.perf_counter() - start, validate(model), dims)
+        bar.set_postfix(loss=f"{loss.item():.3f}", metric=f"{metric:.3f}", dims=",".join(str(d) for d in record.current_dims))
+    record.finish(time.perf_counter() - start, evaluate(model, data.x_test, data.y_test, kind))
+    record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians))
+    return model, record
+
+
+
+
+__all__ = ["build_model", "build_optimizer", "evaluate", "save_model", "train"]
