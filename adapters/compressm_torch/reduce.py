@@ -47,11 +47,19 @@ def reducible_layers(model: nn.Module) -> list[tuple[str, ReducibleSSM]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, ReducibleSSM)]
 
 
+def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace:
+    """The system in complex128 (float64 for a real D): float32 Gramians of slow poles are
+    too ill-conditioned for reliable factors; the rebuilt layer casts back to its dtype."""
+    D = None if system.D is None else system.D.to(torch.complex128 if system.D.is_complex() else torch.float64)
+    return cc.DiagonalStateSpace(*(t.to(torch.complex128) for t in (system.poles, system.B, system.C)), D)
+
+
 def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
+    """The layer's system (in double precision) whose Gramians decide the reduction."""
     if gramians not in ("complex", "real_output"):
         msg = f"`gramians` {gramians!r} is unknown; choose 'complex' or 'real_output'"
         raise ValueError(msg)
-    system = layer.ssm_system()
+    system = _in_double_precision(layer.ssm_system())
     if gramians == "real_output":
         if not layer.real_output:
             msg = "`gramians='real_output'` needs layers that output Re(C x); this one outputs C x"

@@ -27,6 +27,7 @@ def test_run_writes_metrics_checkpoint_and_plots(tiny_run):
     on_disk = json.loads((output / "metrics.json").read_text())
     for key in ("final_state_dims", "test_accuracy", "wall_clock_s", "reductions", "config"):
         assert key in on_disk
+    assert on_disk["final_state_dims"] == metrics["final_state_dims"]
     assert on_disk["final_state_dims"][0] < 16
     assert all({"step", "layer", "old_dim", "new_dim"} <= set(r) for r in on_disk["reductions"])
     assert all(r["step"] <= 20 for r in on_disk["reductions"])  # reduce_until = 0.5 of 40 steps
