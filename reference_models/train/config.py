@@ -91,6 +91,11 @@ class TrainConfig:
             selection=self.selection,
         )
 
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps actually used: ``warmup_steps``, at most a tenth of the run."""
+        return min(self.warmup_steps, self.steps // 10)
+
     def task_options(self) -> dict[str, Any]:
         """Keyword options for ``load_task`` beyond name, seed and data_dir."""
         return {"max_train": self.max_train} if self.max_train is not None else {}

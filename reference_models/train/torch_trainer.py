@@ -48,10 +48,10 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    """Linear warm-up from 0, then cosine decay to 0 (optax's warmup_cosine_decay_schedule)."""
+    if step < config.warmup:
+        return step / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 

@@ -1,0 +1,95 @@
+"""The reduction schedule for JAX training loops: a pure step over (model, Optax state).
+
+    compressor = Compressor(ReductionSchedule(total_steps=steps, interval=200, tau=0.05), optimizer)
+    for step in range(1, steps + 1):
+        model, opt_state = train_step(model, opt_state, batch)   # jitted; recompiles after a reduction
+        model, opt_state, compressor = compressor.step(step, model, opt_state, evaluate)
+
+A check step reads every layer's HSVs, plans ranks with the core's schedule policy,
+evaluates, compresses, evaluates again and keeps the old model and state (the inputs,
+never modified) when the metric fell by more than ``rollback_tolerance``; then it stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import equinox as eqx
+import optax
+
+from compressm_core.schedule import (
+    ReductionSchedule,
+    ScheduleState,
+    after_reduction,
+    is_check_step,
+    plan_ranks,
+    should_roll_back,
+)
+
+from .reduce import Gramians, LayerReduction, compress, hankel_singular_values
+
+
+@dataclass(frozen=True)
+class CompressionEvent:
+    """One reduction attempt: when, what changed, the metric around it, and whether it was undone."""
+
+    step: int
+    reductions: tuple[LayerReduction, ...]
+    metric_before: float
+    metric_after: float
+    rolled_back: bool
+
+
+@dataclass(frozen=True)
+class Compressor:
+    """Immutable: ``step`` returns the compressor to use next, with its events so far."""
+
+    schedule: ReductionSchedule
+    optimizer: optax.GradientTransformation
+    gramians: Gramians = "complex"
+    seed: int = 0
+    state: ScheduleState = dataclasses.field(default_factory=ScheduleState)
+    events: tuple[CompressionEvent, ...] = ()
+
+    def planned_ranks(self, model: eqx.Module) -> dict[str, int]:
+        """The layers the schedule would reduce now, with their new ranks (HSV units)."""
+        hsvs = hankel_singular_values(model, gramians=self.gramians)
+        names = list(hsvs)
+        current = [hsvs[name].shape[-1] for name in names]
+        planned = plan_ranks(self.schedule, [hsvs[name].tolist() for name in names], current)
+        return {name: new for name, new, old in zip(names, planned, current, strict=True) if new < old}
+
+    def step(
+        self,
+        step: int,
+        model: eqx.Module,
+        opt_state: optax.OptState,
+        evaluate: Callable[[eqx.Module], float],
+    ) -> tuple[eqx.Module, optax.OptState, Compressor]:
+        """The model, state and compressor to continue with after ``step``."""
+        if not is_check_step(self.schedule, step, self.state):
+            return model, opt_state, self
+        ranks = self.planned_ranks(model)
+        if not ranks:
+            return model, opt_state, self
+        metric_before = float(evaluate(model))
+        compressed = compress(
+            model,
+            opt_state,
+            self.optimizer,
+            ranks=ranks,
+            selection=self.schedule.selection,
+            gramians=self.gramians,
+            seed=self.seed + step,
+        )
+        metric_after = float(evaluate(compressed.model))
+        rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
+        event = CompressionEvent(step, compressed.reductions, metric_before, metric_after, rolled_back)
+        following = dataclasses.replace(
+            self, state=after_reduction(self.state, rolled_back=rolled_back), events=(*self.events, event)
+        )
+        if rolled_back:
+            return model, opt_state, following
+        return compressed.model, compressed.opt_state, following

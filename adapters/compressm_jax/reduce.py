@@ -1,0 +1,205 @@
+"""Read an Equinox model's SSM layers as core systems and shrink them: pure functions over pytrees.
+
+Nothing here knows LRU or S5 internals: layers are the pytree nodes that are
+``ReducibleSSM``s, read with ``ssm_system()`` and rebuilt with ``with_system()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import numpy as np
+import optax
+
+import compressm_core as cc
+
+from .interface import ReducibleSSM
+from .optimizer import transfer_optimizer_state
+
+Gramians = Literal["complex", "real_output"]
+Selection = Literal["largest", "smallest", "random"]
+
+
+@dataclass(frozen=True)
+class LayerReduction:
+    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound."""
+
+    name: str
+    old_dim: int
+    new_dim: int
+    hsv: np.ndarray
+    error_bound: float
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The result of ``compress``: a new model and optimizer state; the inputs are untouched."""
+
+    model: eqx.Module
+    opt_state: optax.OptState | None
+    reductions: tuple[LayerReduction, ...]
+
+
+def _is_layer(node: Any) -> bool:
+    return isinstance(node, ReducibleSSM)
+
+
+def _path_name(path: tuple) -> str:
+    parts = []
+    for key in path:
+        for attribute in ("name", "idx", "key"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return ".".join(parts)
+
+
+def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
+    """The (dotted name, layer) pairs of every ``ReducibleSSM`` in the pytree, in order."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_layer)
+    return [(_path_name(path), leaf) for path, leaf in leaves if _is_layer(leaf)]
+
+
+def _node_at(tree: Any, path: tuple) -> Any:
+    for key in path:
+        if hasattr(key, "name"):
+            tree = getattr(tree, key.name)
+        else:
+            tree = tree[key.idx if hasattr(key, "idx") else key.key]
+    return tree
+
+
+def replace_layers(model: eqx.Module, layers: dict[str, eqx.Module]) -> eqx.Module:
+    """A new model with the named layers replaced (``eqx.tree_at``); ``model`` is unchanged."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_layer)
+    paths = {_path_name(path): path for path, leaf in leaves if _is_layer(leaf)}
+    unknown = sorted(set(layers) - set(paths))
+    if unknown:
+        msg = f"unknown layers {unknown}; the SSM layers are {list(paths)}"
+        raise ValueError(msg)
+    names = list(layers)
+    return eqx.tree_at(
+        lambda tree: [_node_at(tree, paths[name]) for name in names], model, [layers[name] for name in names]
+    )
+
+
+def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
+    """The layer's system in NumPy complex128 (JAX may lack float64 without x64), whose
+    Gramians decide the reduction; one host copy per check, which is rare."""
+    if gramians not in ("complex", "real_output"):
+        msg = f"`gramians` {gramians!r} is unknown; choose 'complex' or 'real_output'"
+        raise ValueError(msg)
+    system = layer.ssm_system()
+    as_double = [np.asarray(t, dtype=np.complex128) for t in (system.poles, system.B, system.C)]
+    D = None if system.D is None else np.asarray(system.D).astype(np.float64 if not np.iscomplexobj(system.D) else np.complex128)
+    system = cc.DiagonalStateSpace(*as_double, D)
+    if gramians == "real_output":
+        if not layer.real_output:
+            msg = "`gramians='real_output'` needs layers that output Re(C x); this one outputs C x"
+            raise ValueError(msg)
+        system = cc.real_output_system(system)
+    return system
+
+
+def hankel_singular_values(model: eqx.Module, *, gramians: Gramians = "complex") -> dict[str, np.ndarray]:
+    """Per-layer HSVs (descending), batched over layers of equal shape."""
+    systems = {name: _analysed_system(layer, gramians) for name, layer in reducible_layers(model)}
+    groups: dict[tuple[int, int, int], list[str]] = {}
+    for name, system in systems.items():
+        groups.setdefault((system.n, system.m, system.p), []).append(name)
+    result = {}
+    for names in groups.values():
+        stacked = cc.DiagonalStateSpace(*(np.stack([getattr(systems[n], f) for n in names]) for f in ("poles", "B", "C")))
+        try:
+            hsv = cc.hankel_singular_values(stacked)
+        except ValueError as error:
+            msg = f"layers {names}: {error}"
+            raise ValueError(msg) from None
+        result.update(zip(names, hsv, strict=True))
+    return {name: result[name] for name in systems}
+
+
+def _kept_states(rank: int, n: int, selection: Selection, rng: np.random.Generator) -> list[int]:
+    if selection == "largest":
+        return list(range(rank))
+    if selection == "smallest":
+        return list(range(n - rank, n))
+    if selection == "random":
+        return sorted(rng.permutation(n)[:rank].tolist())
+    msg = f"`selection` {selection!r} is unknown; choose 'largest', 'smallest' or 'random'"
+    raise ValueError(msg)
+
+
+def reduce_layer(
+    name: str,
+    layer: ReducibleSSM,
+    rank: int,
+    *,
+    gramians: Gramians = "complex",
+    selection: Selection = "largest",
+    rng: np.random.Generator | None = None,
+) -> tuple[eqx.Module, LayerReduction]:
+    """A smaller copy of ``layer``: balanced truncation to ``rank`` states, re-diagonalised."""
+    system = _analysed_system(layer, gramians)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < system.n:
+        msg = f"layer {name}: `rank` must be an integer in [1, {system.n - 1}], got {rank!r}"
+        raise ValueError(msg)
+    keep = _kept_states(rank, system.n, selection, rng or np.random.default_rng(0))
+    try:
+        reduction = cc.balanced_truncation(system, keep=keep)
+        diagonal = cc.to_diagonal(reduction.system, real_output=gramians == "real_output")
+        new_layer = layer.with_system(diagonal)
+    except ValueError as error:
+        msg = f"layer {name}: {error}"
+        raise ValueError(msg) from None
+    record = LayerReduction(name, layer.state_dim, new_layer.state_dim, reduction.hsv, float(reduction.error_bound))
+    return new_layer, record
+
+
+def compress(
+    model: eqx.Module,
+    opt_state: optax.OptState | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    ranks: dict[str, int] | None = None,
+    tau: float | None = None,
+    energy: str = "sum",
+    selection: Selection = "largest",
+    gramians: Gramians = "complex",
+    seed: int = 0,
+) -> Compressed:
+    """Shrink the SSM layers of ``model`` by balanced truncation; the Optax state follows.
+
+    Same arguments and rule as ``compressm_torch.compress``. With ``opt_state`` give the
+    ``optimizer`` that made it: the new state is ``optimizer.init`` of the new parameters
+    with every leaf of an untouched parameter (and every shared scalar, e.g. Adam's step
+    count) copied exactly from ``opt_state``; see ``transfer_optimizer_state``.
+    """
+    if (ranks is None) == (tau is None):
+        msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
+        raise ValueError(msg)
+    if (opt_state is None) != (optimizer is None):
+        msg = "give `opt_state` together with the `optimizer` that made it"
+        raise ValueError(msg)
+    layers = dict(reducible_layers(model))
+    if ranks is None:
+        hsvs = hankel_singular_values(model, gramians=gramians)
+        ranks = {name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()}
+        ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
+    unknown = sorted(set(ranks) - set(layers))
+    if unknown:
+        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(layers)}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    replacements, records = {}, []
+    for name, rank in ranks.items():
+        replacements[name], record = reduce_layer(name, layers[name], rank, gramians=gramians, selection=selection, rng=rng)
+        records.append(record)
+    new_model = replace_layers(model, replacements)
+    new_state = None
+    if opt_state is not None:
+        new_state = transfer_optimizer_state(optimizer, opt_state, model, new_model, reset=tuple(replacements))
+    return Compressed(new_model, new_state, tuple(records))
