@@ -69,9 +69,7 @@ class Compressor:
         evaluate: Callable[[nn.Module], float],
     ) -> tuple[nn.Module, torch.optim.Optimizer]:
         """The model and optimizer to train on from here (new ones after a kept reduction)."""
-        if not is_check_step(self.schedule, step, self.state):
-            return model, optimizer
-        ranks = self.planned_ranks(model)
+        ranks = self.planned_ranks(model) if is_check_step(self.schedule, step, self.state) else {}
         if not ranks:
             return model, optimizer
         metric_before = float(evaluate(model))
@@ -84,9 +82,15 @@ class Compressor:
             seed=self.seed + step,
         )
         metric_after = float(evaluate(compressed.model))
-        rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
-        self.state = after_reduction(self.state, rolled_back=rolled_back)
-        self.events.append(CompressionEvent(step, compressed.reductions, metric_before, metric_after, rolled_back))
-        if rolled_back:
+        if self.judge(step, compressed.reductions, metric_before, metric_after):
             return model, optimizer
         return compressed.model, compressed.optimizer
+
+    def judge(
+        self, step: int, reductions: tuple[LayerReduction, ...], metric_before: float, metric_after: float
+    ) -> bool:
+        """Record a reduction attempt; True when it must be rolled back (reductions then stop)."""
+        rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
+        self.state = after_reduction(self.state, rolled_back=rolled_back)
+        self.events.append(CompressionEvent(step, reductions, metric_before, metric_after, rolled_back))
+        return rolled_back

@@ -13,6 +13,7 @@ The rule:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -28,35 +29,35 @@ def _is_reset(name: str, reset: tuple[str, ...]) -> bool:
 
 def transfer_optimizer(
     optimizer: torch.optim.Optimizer,
-    old_model: nn.Module,
-    new_model: nn.Module,
+    old_parameters: Mapping[str, nn.Parameter],
+    new_parameters: Mapping[str, nn.Parameter],
     *,
     reset: tuple[str, ...] = (),
 ) -> torch.optim.Optimizer:
-    """A new optimizer of the same class for ``new_model`` (see the module docstring).
+    """A new optimizer of the same class over ``new_parameters`` (see the module docstring).
 
-    ``reset`` names the modules (qualified names) whose parameters start afresh; parameters
-    are matched between the models by qualified name. ``optimizer`` is not modified.
+    Both mappings are ``dict(model.named_parameters())`` of the model before and after the
+    reduction; parameters are matched by qualified name. ``reset`` names the modules whose
+    parameters start afresh. ``optimizer`` is not modified.
     """
-    old_names = {id(param): name for name, param in old_model.named_parameters()}
-    new_params = dict(new_model.named_parameters())
+    old_names = {id(param): name for name, param in old_parameters.items()}
     groups = []
     carried: dict[str, dict] = {}
     for group in optimizer.param_groups:
         names = []
         for param in group["params"]:
             name = old_names.get(id(param))
-            if name is None or name not in new_params:
+            if name is None or name not in new_parameters:
                 msg = f"the optimizer holds a parameter ({name or 'unnamed'}) the new model does not have"
                 raise ValueError(msg)
             names.append(name)
             if param in optimizer.state and not _is_reset(name, reset):
                 carried[name] = _clone_state(optimizer.state[param])
         settings = {key: value for key, value in group.items() if key != "params"}
-        groups.append({**settings, "params": [new_params[name] for name in names]})
+        groups.append({**settings, "params": [new_parameters[name] for name in names]})
     accepted = inspect.signature(type(optimizer)).parameters
     defaults = {key: value for key, value in optimizer.defaults.items() if key in accepted}
     new_optimizer = type(optimizer)(groups, **defaults)
     for name, state in carried.items():
-        new_optimizer.state[new_params[name]] = state
+        new_optimizer.state[new_parameters[name]] = state
     return new_optimizer

@@ -142,7 +142,8 @@ def reduce_layer(
     return new_layer, record
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the qualified ``name`` inside ``model`` (in place)."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
@@ -191,8 +192,10 @@ def compress(
         records.append(record)
     new_model = copy.deepcopy(model)
     for name, layer in replacements.items():
-        _set_submodule(new_model, name, layer)
+        set_submodule(new_model, name, layer)
     new_optimizer = None
     if optimizer is not None:
-        new_optimizer = transfer_optimizer(optimizer, model, new_model, reset=tuple(replacements))
+        new_optimizer = transfer_optimizer(
+            optimizer, dict(model.named_parameters()), dict(new_model.named_parameters()), reset=tuple(replacements)
+        )
     return Compressed(new_model, new_optimizer, tuple(records))

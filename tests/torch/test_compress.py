@@ -2,11 +2,11 @@
 
 import copy
 
-import compressm_torch as ct
 import numpy as np
 import pytest
 import torch
 
+import compressm_torch as ct
 from reference_models.torch_models import SequenceModel
 
 

@@ -1,9 +1,9 @@
 """The Compressor: the schedule inside a training loop, with rollback."""
 
 import torch
-from compressm_torch import Compressor
 
 from compressm_core.schedule import ReductionSchedule
+from compressm_torch import Compressor
 from reference_models.torch_models import SequenceModel
 
 

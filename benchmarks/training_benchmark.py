@@ -1,0 +1,82 @@
+"""Training-time benchmarks of compress-during-training (issues #3 and #4), one run, one process.
+
+1. ``compare`` on a configuration (default: the demo) over several seeds: accuracy of the
+   full model, CompreSSM and a small model trained from scratch at CompreSSM's dims, and
+   wall-clock ratios against the full run.
+2. The reductions' share of CompreSSM's wall-clock (HSVs, truncation, optimizer rebuild,
+   and the validation passes of the safety net).
+3. Step cost after the last reduction: the compressed model vs a freshly built model of the
+   same dims, timed alternately on the same batches (target: at most 1.10x).
+
+    python benchmarks/training_benchmark.py --seeds 0 1 2 --output runs/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reference_models.cli import DEMO
+from reference_models.train.run import compare
+
+
+def _torch_step_seconds(model, x, y, repeats: int) -> list[float]:
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def post_reduction_step_ratio(output: Path, seed: int, batch_size: int, repeats: int) -> tuple[float, float, float]:
+    """Median step seconds of the compressed model, of a same-dims model from scratch, and their ratio."""
+    import torch
+
+    from reference_models.torch_models import SequenceModel
+    from reference_models.train.checkpoint_torch import load_model
+
+    compressed = load_model(output / f"compressm_seed{seed}" / "model.safetensors")
+    fresh = SequenceModel.from_config(compressed.config)
+    seq_len = 40
+    x = torch.randn(batch_size, seq_len, compressed.config["d_input"])
+    y = torch.randint(0, compressed.config["d_output"], (batch_size,))
+    compressed_times, fresh_times = [], []
+    for _ in range(3):  # alternate, so that load changes hit both alike
+        compressed_times += _torch_step_seconds(compressed, x, y, repeats)
+        fresh_times += _torch_step_seconds(fresh, x, y, repeats)
+    a, b = statistics.median(compressed_times), statistics.median(fresh_times)
+    return a, b, a / b
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--backend", choices=("torch", "jax"), default="torch")
+    parser.add_argument("--steps", type=int, default=DEMO.steps)
+    parser.add_argument("--output", type=Path, default=Path("runs/training_benchmark"))
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    config = DEMO.replace(backend=args.backend, steps=args.steps)
+    table = compare(config, args.output, seeds=tuple(args.seeds), progress=False)
+    print(table)
+    runs = [json.loads((args.output / f"compressm_seed{s}" / "metrics.json").read_text()) for s in args.seeds]
+    shares = [run["reduction_overhead_s"] / run["wall_clock_s"] for run in runs]
+    print(f"\nreduction overhead: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%)")
+    if args.backend == "torch":
+        compressed, fresh, ratio = post_reduction_step_ratio(args.output, args.seeds[0], config.batch_size, args.repeats)
+        print(f"step after the last reduction: {1e3 * compressed:.1f} ms vs {1e3 * fresh:.1f} ms from scratch at the same dims: {ratio:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
