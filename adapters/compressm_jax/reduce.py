@@ -47,7 +47,8 @@ def _is_layer(node: Any) -> bool:
     return isinstance(node, ReducibleSSM)
 
 
-def _path_name(path: tuple) -> str:
+def path_name(path: tuple) -> str:
+    """The dotted, PyTorch-style name of a pytree key path (``blocks.0.ssm``)."""
     parts = []
     for key in path:
         for attribute in ("name", "idx", "key"):
@@ -60,7 +61,7 @@ def _path_name(path: tuple) -> str:
 def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
     """The (dotted name, layer) pairs of every ``ReducibleSSM`` in the pytree, in order."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_layer)
-    return [(_path_name(path), leaf) for path, leaf in leaves if _is_layer(leaf)]
+    return [(path_name(path), leaf) for path, leaf in leaves if _is_layer(leaf)]
 
 
 def _node_at(tree: Any, path: tuple) -> Any:
@@ -75,7 +76,7 @@ def _node_at(tree: Any, path: tuple) -> Any:
 def replace_layers(model: eqx.Module, layers: dict[str, eqx.Module]) -> eqx.Module:
     """A new model with the named layers replaced (``eqx.tree_at``); ``model`` is unchanged."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_layer)
-    paths = {_path_name(path): path for path, leaf in leaves if _is_layer(leaf)}
+    paths = {path_name(path): path for path, leaf in leaves if _is_layer(leaf)}
     unknown = sorted(set(layers) - set(paths))
     if unknown:
         msg = f"unknown layers {unknown}; the SSM layers are {list(paths)}"
