@@ -10,9 +10,10 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from compressm_torch import ReducibleSSM
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from compressm_torch import ReducibleSSM
 
 from .lru import LRU
 from .s5 import S5

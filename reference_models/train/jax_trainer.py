@@ -10,7 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import compressm_jax as cj
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,8 @@ import numpy as np
 import optax
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
+
+import compressm_jax as cj
 
 from ..jax_models import SequenceModel, load_state_dict, model_config, model_from_config, state_dict
 from ..tasks import SequenceDataset, batches, load_task

@@ -6,11 +6,12 @@ import math
 import time
 from collections.abc import Iterator
 
-import compressm_torch as ct
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+import compressm_torch as ct
 
 from ..tasks import SequenceDataset, batches, load_task
 from ..torch_models import SequenceModel
