@@ -19,27 +19,16 @@ from dataclasses import dataclass
 import equinox as eqx
 import optax
 
+from compressm_core.layers import CompressionEvent, Gramians, planned_ranks
 from compressm_core.schedule import (
     ReductionSchedule,
     ScheduleState,
     after_reduction,
     is_check_step,
-    plan_ranks,
     should_roll_back,
 )
 
-from .reduce import Gramians, LayerReduction, compress, hankel_singular_values
-
-
-@dataclass(frozen=True)
-class CompressionEvent:
-    """One reduction attempt: when, what changed, the metric around it, and whether it was undone."""
-
-    step: int
-    reductions: tuple[LayerReduction, ...]
-    metric_before: float
-    metric_after: float
-    rolled_back: bool
+from .reduce import compress, hankel_singular_values
 
 
 @dataclass(frozen=True)
@@ -56,10 +45,7 @@ class Compressor:
     def planned_ranks(self, model: eqx.Module) -> dict[str, int]:
         """The layers the schedule would reduce now, with their new ranks (HSV units)."""
         hsvs = hankel_singular_values(model, gramians=self.gramians)
-        names = list(hsvs)
-        current = [hsvs[name].shape[-1] for name in names]
-        planned = plan_ranks(self.schedule, [hsvs[name].tolist() for name in names], current)
-        return {name: new for name, new, old in zip(names, planned, current, strict=True) if new < old}
+        return planned_ranks(self.schedule, {name: hsv.tolist() for name, hsv in hsvs.items()})
 
     def step(
         self,

@@ -7,7 +7,7 @@ Nothing here knows LRU or S5 internals: layers are the pytree nodes that are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -15,23 +15,16 @@ import numpy as np
 import optax
 
 import compressm_core as cc
+from compressm_core.layers import (
+    Gramians,
+    LayerReduction,
+    Selection,
+    analysed_system,
+    reduce_layer_system,
+)
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer_state
-
-Gramians = Literal["complex", "real_output"]
-Selection = Literal["largest", "smallest", "random"]
-
-
-@dataclass(frozen=True)
-class LayerReduction:
-    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound."""
-
-    name: str
-    old_dim: int
-    new_dim: int
-    hsv: np.ndarray
-    error_bound: float
 
 
 @dataclass(frozen=True)
@@ -87,22 +80,17 @@ def replace_layers(model: eqx.Module, layers: dict[str, eqx.Module]) -> eqx.Modu
     )
 
 
-def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
-    """The layer's system in NumPy complex128 (JAX may lack float64 without x64), whose
-    Gramians decide the reduction; one host copy per check, which is rare."""
-    if gramians not in ("complex", "real_output"):
-        msg = f"`gramians` {gramians!r} is unknown; choose 'complex' or 'real_output'"
-        raise ValueError(msg)
+def _numpy_system(layer: ReducibleSSM) -> cc.DiagonalStateSpace:
+    """The layer's system as NumPy complex128 arrays (JAX may lack float64 without x64);
+    one host copy per check, which is rare."""
     system = layer.ssm_system()
-    as_double = [np.asarray(t, dtype=np.complex128) for t in (system.poles, system.B, system.C)]
-    D = None if system.D is None else np.asarray(system.D).astype(np.float64 if not np.iscomplexobj(system.D) else np.complex128)
-    system = cc.DiagonalStateSpace(*as_double, D)
-    if gramians == "real_output":
-        if not layer.real_output:
-            msg = "`gramians='real_output'` needs layers that output Re(C x); this one outputs C x"
-            raise ValueError(msg)
-        system = cc.real_output_system(system)
-    return system
+    arrays = [np.asarray(t, dtype=np.complex128) for t in (system.poles, system.B, system.C)]
+    D = None if system.D is None else np.asarray(system.D)
+    return cc.DiagonalStateSpace(*arrays, None if D is None else D.astype(np.result_type(D, np.float64)))
+
+
+def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
+    return analysed_system(_numpy_system(layer), gramians, real_output=layer.real_output)
 
 
 def hankel_singular_values(model: eqx.Module, *, gramians: Gramians = "complex") -> dict[str, np.ndarray]:
@@ -123,17 +111,6 @@ def hankel_singular_values(model: eqx.Module, *, gramians: Gramians = "complex")
     return {name: result[name] for name in systems}
 
 
-def _kept_states(rank: int, n: int, selection: Selection, rng: np.random.Generator) -> list[int]:
-    if selection == "largest":
-        return list(range(rank))
-    if selection == "smallest":
-        return list(range(n - rank, n))
-    if selection == "random":
-        return sorted(rng.permutation(n)[:rank].tolist())
-    msg = f"`selection` {selection!r} is unknown; choose 'largest', 'smallest' or 'random'"
-    raise ValueError(msg)
-
-
 def reduce_layer(
     name: str,
     layer: ReducibleSSM,
@@ -143,21 +120,17 @@ def reduce_layer(
     selection: Selection = "largest",
     rng: np.random.Generator | None = None,
 ) -> tuple[eqx.Module, LayerReduction]:
-    """A smaller copy of ``layer``: balanced truncation to ``rank`` states, re-diagonalised."""
-    system = _analysed_system(layer, gramians)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < system.n:
-        msg = f"layer {name}: `rank` must be an integer in [1, {system.n - 1}], got {rank!r}"
-        raise ValueError(msg)
-    keep = _kept_states(rank, system.n, selection, rng or np.random.default_rng(0))
+    """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
+    (see ``compressm_core.layers.reduce_layer_system``)."""
+    diagonal, hsv, bound = reduce_layer_system(
+        name, _numpy_system(layer), rank, gramians=gramians, real_output=layer.real_output, selection=selection, rng=rng
+    )
     try:
-        reduction = cc.balanced_truncation(system, keep=keep)
-        diagonal = cc.to_diagonal(reduction.system, real_output=gramians == "real_output")
         new_layer = layer.with_system(diagonal)
     except ValueError as error:
         msg = f"layer {name}: {error}"
         raise ValueError(msg) from None
-    record = LayerReduction(name, layer.state_dim, new_layer.state_dim, reduction.hsv, float(reduction.error_bound))
-    return new_layer, record
+    return new_layer, LayerReduction(name, layer.state_dim, new_layer.state_dim, hsv, bound)
 
 
 def compress(

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
+import numpy as np
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 
+from compressm_core.layers import Gramians
 from compressm_core.schedule import ReductionSchedule, is_check_step
 
 from .compressor import Compressor
 from .optimizer import transfer_optimizer
-from .reduce import Gramians, reduce_layer, set_submodule
+from .reduce import reduce_layer, set_submodule
 
 
 class CompreSSMCallback(Callback):
@@ -56,12 +57,12 @@ class CompreSSMCallback(Callback):
         old_parameters = dict(pl_module.named_parameters())
         old_layers = {name: pl_module.get_submodule(name) for name in ranks}
         metric_before = float(self.evaluate(pl_module))
-        generator = torch.Generator().manual_seed(self.compressor.seed + step)
+        rng = np.random.default_rng(self.compressor.seed + step)
         reductions = []
         for name, rank in ranks.items():
             new_layer, record = reduce_layer(
                 name, old_layers[name], rank, gramians=self.compressor.gramians,
-                selection=self.compressor.schedule.selection, generator=generator,
+                selection=self.compressor.schedule.selection, rng=rng,
             )
             set_submodule(pl_module, name, new_layer)
             reductions.append(record)

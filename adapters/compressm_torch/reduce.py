@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 import compressm_core as cc
+from compressm_core.layers import (
+    Gramians,
+    LayerReduction,
+    Selection,
+    analysed_system,
+    reduce_layer_system,
+)
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer
-
-Gramians = Literal["complex", "real_output"]
-Selection = Literal["largest", "smallest", "random"]
-
-
-@dataclass(frozen=True)
-class LayerReduction:
-    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound."""
-
-    name: str
-    old_dim: int
-    new_dim: int
-    hsv: Tensor
-    error_bound: float
 
 
 @dataclass(frozen=True)
@@ -56,16 +49,7 @@ def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace
 
 def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
     """The layer's system (in double precision) whose Gramians decide the reduction."""
-    if gramians not in ("complex", "real_output"):
-        msg = f"`gramians` {gramians!r} is unknown; choose 'complex' or 'real_output'"
-        raise ValueError(msg)
-    system = _in_double_precision(layer.ssm_system())
-    if gramians == "real_output":
-        if not layer.real_output:
-            msg = "`gramians='real_output'` needs layers that output Re(C x); this one outputs C x"
-            raise ValueError(msg)
-        system = cc.real_output_system(system)
-    return system
+    return analysed_system(_in_double_precision(layer.ssm_system()), gramians, real_output=layer.real_output)
 
 
 def _stacked(systems: list[cc.DiagonalStateSpace]) -> cc.DiagonalStateSpace:
@@ -100,17 +84,6 @@ def hankel_singular_values(model: nn.Module, *, gramians: Gramians = "complex") 
     return {name: result[name] for name, _ in layers}
 
 
-def _kept_states(rank: int, n: int, selection: Selection, generator: torch.Generator | None) -> list[int]:
-    if selection == "largest":
-        return list(range(rank))
-    if selection == "smallest":
-        return list(range(n - rank, n))
-    if selection == "random":
-        return sorted(torch.randperm(n, generator=generator)[:rank].tolist())
-    msg = f"`selection` {selection!r} is unknown; choose 'largest', 'smallest' or 'random'"
-    raise ValueError(msg)
-
-
 def reduce_layer(
     name: str,
     layer: ReducibleSSM,
@@ -118,28 +91,21 @@ def reduce_layer(
     *,
     gramians: Gramians = "complex",
     selection: Selection = "largest",
-    generator: torch.Generator | None = None,
+    rng: np.random.Generator | None = None,
 ) -> tuple[nn.Module, LayerReduction]:
-    """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised.
-
-    With ``gramians="real_output"``, ``rank`` counts real states (of 2n); conjugate pairs
-    then share one complex state, so the new layer has about ``rank / 2`` states.
-    """
+    """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
+    (see ``compressm_core.layers.reduce_layer_system``)."""
     with torch.no_grad():
-        system = _analysed_system(layer, gramians)
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < system.n:
-            msg = f"layer {name}: `rank` must be an integer in [1, {system.n - 1}], got {rank!r}"
-            raise ValueError(msg)
-        keep = _kept_states(rank, system.n, selection, generator)
+        system = _in_double_precision(layer.ssm_system())
+        diagonal, hsv, bound = reduce_layer_system(
+            name, system, rank, gramians=gramians, real_output=layer.real_output, selection=selection, rng=rng
+        )
         try:
-            reduction = cc.balanced_truncation(system, keep=keep)
-            diagonal = cc.to_diagonal(reduction.system, real_output=gramians == "real_output")
             new_layer = layer.with_system(diagonal)
         except ValueError as error:
             msg = f"layer {name}: {error}"
             raise ValueError(msg) from None
-    record = LayerReduction(name, layer.state_dim, new_layer.state_dim, reduction.hsv, float(reduction.error_bound))
-    return new_layer, record
+    return new_layer, LayerReduction(name, layer.state_dim, new_layer.state_dim, hsv, bound)
 
 
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -182,12 +148,12 @@ def compress(
     if unknown:
         msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(layers)}"
         raise ValueError(msg)
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     replacements = {}
     records = []
     for name, rank in ranks.items():
         replacements[name], record = reduce_layer(
-            name, layers[name], rank, gramians=gramians, selection=selection, generator=generator
+            name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
         )
         records.append(record)
     new_model = copy.deepcopy(model)

@@ -12,6 +12,7 @@ from .digits_task import load_digits
 from .mnist1d_task import load_mnist1d
 from .registry import TASKS, load_task
 from .scifar_task import load_scifar
+from .selective_copying import load_selective_copying
 from .smnist_task import load_smnist
 from .sysid_task import load_sysid, random_stable_system, simulate
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_digits",
     "load_mnist1d",
     "load_scifar",
+    "load_selective_copying",
     "load_smnist",
     "load_sysid",
     "load_task",

@@ -11,6 +11,7 @@ from .dataset import SequenceDataset
 from .digits_task import load_digits
 from .mnist1d_task import load_mnist1d
 from .scifar_task import load_scifar
+from .selective_copying import load_selective_copying
 from .smnist_task import load_smnist
 from .sysid_task import load_sysid
 
@@ -20,6 +21,7 @@ LOADERS: dict[str, Callable[..., SequenceDataset]] = {
     "sysid": load_sysid,
     "smnist": load_smnist,
     "scifar": load_scifar,
+    "selective_copying": load_selective_copying,
 }
 TASKS = tuple(LOADERS)
 
