@@ -1,0 +1,65 @@
+"""compressm_core.layers: the framework-free part of reducing one SSM layer."""
+
+import numpy as np
+import pytest
+
+import compressm_core as cc
+from compressm_core import layers
+from compressm_core.schedule import ReductionSchedule
+
+
+def _lru_like(n=10, seed=0):
+    rng = np.random.default_rng(seed)
+    poles = rng.uniform(0.3, 0.95, n) * np.exp(1j * rng.uniform(0.1, 3.0, n))
+    B = rng.standard_normal((n, 3)) + 1j * rng.standard_normal((n, 3))
+    C = rng.standard_normal((3, n)) + 1j * rng.standard_normal((3, n))
+    return cc.DiagonalStateSpace(poles, B, C, np.diag(rng.standard_normal(3)))
+
+
+def _response(dsys, z, real_output):
+    """Frequency response of the map the layer computes, from its poles, B, C (independent of the core)."""
+    G = dsys.C @ np.diag(1 / (z - dsys.poles)) @ dsys.B
+    if real_output:  # u -> Re(C x) for real u: (G(z) + conj(G(conj(z)))) / 2
+        G_conj = dsys.C @ np.diag(1 / (np.conj(z) - dsys.poles)) @ dsys.B
+        G = (G + np.conj(G_conj)) / 2
+    return G
+
+
+def test_kept_states_for_each_selection():
+    rng = np.random.default_rng(0)
+    assert layers.kept_states(3, 8, "largest", rng) == [0, 1, 2]
+    assert layers.kept_states(3, 8, "smallest", rng) == [5, 6, 7]
+    chosen = layers.kept_states(3, 8, "random", rng)
+    assert len(set(chosen)) == 3 and chosen == sorted(chosen) and all(0 <= i < 8 for i in chosen)
+    with pytest.raises(ValueError, match="`selection` 'best'"):
+        layers.kept_states(3, 8, "best", rng)
+
+
+@pytest.mark.parametrize("gramians", ["complex", "real_output"])
+def test_reduced_layer_system_respects_the_error_bound(gramians):
+    system = _lru_like()
+    real_output = gramians == "real_output"
+    rank = 12 if real_output else 6
+    reduced, hsv, bound = layers.reduce_layer_system("layer0", system, rank, gramians=gramians)
+    assert hsv.shape == ((20,) if real_output else (10,))
+    assert np.isclose(bound, 2 * np.sum(hsv[rank:]))
+    assert rank // 2 <= reduced.n <= rank if real_output else reduced.n == rank
+    for w in np.linspace(0.01, np.pi, 64):
+        z = np.exp(1j * w)
+        error = np.linalg.norm(_response(system, z, real_output) - _response(reduced, z, real_output), 2)
+        assert error <= bound + 1e-9
+
+
+def test_errors_name_the_layer():
+    with pytest.raises(ValueError, match="layer blocks.3.ssm: `rank` must be an integer in \\[1, 9\\]"):
+        layers.reduce_layer_system("blocks.3.ssm", _lru_like(), 10)
+    with pytest.raises(ValueError, match="needs layers that output Re"):
+        layers.analysed_system(_lru_like(), "real_output", real_output=False)
+    with pytest.raises(ValueError, match="`gramians` 'dense'"):
+        layers.analysed_system(_lru_like(), "dense", real_output=True)
+
+
+def test_planned_ranks_follow_the_schedule():
+    schedule = ReductionSchedule(total_steps=100, interval=5, tau=0.1)
+    hsvs = {"a": [6.0, 3.0, 0.5, 0.3, 0.2], "b": [1.0, 1.0, 1.0, 1.0, 1.0]}
+    assert layers.planned_ranks(schedule, hsvs) == {"a": 2}
