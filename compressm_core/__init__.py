@@ -4,7 +4,7 @@ Pure Python array API (NumPy, array-api-strict, PyTorch, JAX, CuPy), batched ove
 axes, discrete time: ``x[k+1] = A x[k] + B u[k]``, ``y[k] = C x[k] + D u[k]``.
 """
 
-from . import layers, schedule
+from . import layers, ltv, schedule
 from .balancing import Reduction, balanced_truncation, hankel_singular_values, rank_for_energy
 from .diagonal import real_output_system, to_diagonal
 from .energy_rank import EnergyRank, hankel_rank
@@ -31,6 +31,7 @@ __all__ = [
     "gramians",
     "hankel_rank",
     "layers",
+    "ltv",
     "hankel_singular_values",
     "lyapunov_residual",
     "observability_gramian",
