@@ -164,8 +164,13 @@ def balanced_truncation(
         T, _ = xp.linalg.qr(Lp @ V1)
         W, _ = xp.linalg.qr(Lq @ U1)
         Tinv = xp.linalg.solve(_a.mH(W, xp) @ T, _a.mH(W, xp))
-    AT = sys.poles[..., :, None] * T if isinstance(sys, DiagonalStateSpace) else sys.A @ T
-    reduced = StateSpace(Tinv @ AT, Tinv @ sys.B, sys.C @ T, sys.D)
+    # A, B or C may be real where T is complex, and torch's matmul does not promote
+    B, C = xp.astype(sys.B, T.dtype), xp.astype(sys.C, T.dtype)
+    if isinstance(sys, DiagonalStateSpace):
+        AT = sys.poles[..., :, None] * T
+    else:
+        AT = xp.astype(sys.A, T.dtype) @ T
+    reduced = StateSpace(Tinv @ AT, Tinv @ B, C @ T, sys.D)
     discarded = xp.sum(hsv, axis=-1) - xp.sum(kept_hsv, axis=-1)
     error_bound = 2 * xp.clip(discarded, min=0.0)
     return Reduction(reduced, hsv, T, Tinv, error_bound, kept)

@@ -70,6 +70,7 @@ def to_diagonal(system: System, *, real_output: bool = False) -> DiagonalStateSp
     Examples
     --------
     >>> import array_api_strict as xp
+    >>> from compressm_core import StateSpace
     >>> sys = StateSpace(xp.asarray([[0.5, 1.0], [0.0, 0.25]]), xp.ones((2, 1)), xp.ones((1, 2)))
     >>> sorted(float(xp.real(p)) for p in to_diagonal(sys).poles)
     [0.25, 0.5]
@@ -86,8 +87,8 @@ def to_diagonal(system: System, *, real_output: bool = False) -> DiagonalStateSp
         poles = xp.take_along_axis(poles, index, axis=-1)
         B = xp.take_along_axis(B, xp.broadcast_to(index[..., :, None], (*index.shape, B.shape[-1])), axis=-2)
         C = xp.take_along_axis(C, xp.broadcast_to(index[..., None, :], (*C.shape[:-1], index.shape[-1])), axis=-1)
-        doubling = xp.where(is_pair, 2.0, 1.0)
-        C = C * xp.astype(doubling, dtype)[..., None, :]
+        doubling = 1 + xp.astype(is_pair, dtype)  # 2 for a pair, 1 for a real pole
+        C = C * doubling[..., None, :]
     return DiagonalStateSpace(poles, B, C, system.D)
 
 

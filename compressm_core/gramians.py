@@ -97,6 +97,9 @@ def gramian_factor(X: Array, *, method: FactorMethod = "auto", xp: Any = None) -
 
 
 def gramian_factors(sys: System, *, method: FactorMethod = "auto") -> tuple[Array, Array]:
-    """Factors ``(Lp, Lq)`` with ``P = Lp Lp^H`` and ``Q = Lq Lq^H``, each (..., n, n)."""
+    """Factors ``(Lp, Lq)`` with ``P = Lp Lp^H`` and ``Q = Lq Lq^H``, each (..., n, n), of one dtype."""
+    xp = sys.xp
     P, Q = gramians(sys)
+    dtype = xp.result_type(P.dtype, Q.dtype)  # P is complex for complex B, Q for complex C
+    P, Q = xp.astype(P, dtype), xp.astype(Q, dtype)
     return gramian_factor(P, method=method), gramian_factor(Q, method=method)

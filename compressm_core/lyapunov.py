@@ -220,6 +220,8 @@ def lyapunov_residual(A: Array, X: Array, Q: Array, *, discrete: bool = True, xp
     Shapes: A, X, Q (..., n, n) -> (...).
     """
     xp = _a.namespace(A, X, Q, xp=xp)
+    dtype = _a.result_dtype(xp, A, X, Q)
+    A, X, Q = xp.astype(A, dtype), xp.astype(X, dtype), xp.astype(Q, dtype)
     if discrete:
         residual = A @ X @ _a.mH(A, xp) - X + Q
     else:
