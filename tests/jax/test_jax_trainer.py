@@ -31,3 +31,17 @@ def test_jax_run_writes_the_same_outputs_and_a_checkpoint_torch_can_read(tmp_pat
     y_jax = np.asarray(jax.vmap(lambda xi: jax_model(xi, inference=True))(jnp.asarray(x, dtype=jnp.float32)))
     y_torch = torch_model(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(y_jax, y_torch, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_checkpoint_loads_in_jax(tmp_path):
+    from reference_models.torch_models import SequenceModel
+    from reference_models.train.checkpoint_torch import save_model
+
+    torch.manual_seed(0)
+    torch_model = SequenceModel(d_input=2, d_output=3, d_model=8, state_dim=[6, 4], n_layers=2, layer="s5").eval()
+    save_model(torch_model, tmp_path / "torch.safetensors")
+    jax_model = load_model(tmp_path / "torch.safetensors")
+    x = np.random.default_rng(1).standard_normal((2, 30, 2)).astype(np.float32)
+    y_torch = torch_model(torch.from_numpy(x)).detach().numpy()
+    y_jax = np.asarray(jax.vmap(lambda xi: jax_model(xi, inference=True))(jnp.asarray(x)))
+    np.testing.assert_allclose(y_jax, y_torch, rtol=1e-4, atol=1e-5)
