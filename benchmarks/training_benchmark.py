@@ -39,7 +39,9 @@ def _torch_step_seconds(model, x, y, repeats: int) -> list[float]:
     return times
 
 
-def post_reduction_step_ratio(output: Path, seed: int, batch_size: int, repeats: int) -> tuple[float, float, float]:
+def post_reduction_step_ratio(
+    output: Path, seed: int, batch_size: int, repeats: int
+) -> tuple[float, float, float]:
     """Median step seconds of the compressed model, of a same-dims model from scratch, and their ratio."""
     import torch
 
@@ -70,12 +72,21 @@ def main(argv: list[str] | None = None) -> None:
     config = DEMO.replace(backend=args.backend, steps=args.steps)
     table = compare(config, args.output, seeds=tuple(args.seeds), progress=False)
     print(table)
-    runs = [json.loads((args.output / f"compressm_seed{s}" / "metrics.json").read_text()) for s in args.seeds]
+    runs = [
+        json.loads((args.output / f"compressm_seed{s}" / "metrics.json").read_text())
+        for s in args.seeds
+    ]
     shares = [run["reduction_overhead_s"] / run["wall_clock_s"] for run in runs]
-    print(f"\nreduction overhead: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%)")
+    print(
+        f"\nreduction overhead: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%)"
+    )
     if args.backend == "torch":
-        compressed, fresh, ratio = post_reduction_step_ratio(args.output, args.seeds[0], config.batch_size, args.repeats)
-        print(f"step after the last reduction: {1e3 * compressed:.1f} ms vs {1e3 * fresh:.1f} ms from scratch at the same dims: {ratio:.3f}x")
+        compressed, fresh, ratio = post_reduction_step_ratio(
+            args.output, args.seeds[0], config.batch_size, args.repeats
+        )
+        print(
+            f"step after the last reduction: {1e3 * compressed:.1f} ms vs {1e3 * fresh:.1f} ms from scratch at the same dims: {ratio:.3f}x"
+        )
 
 
 if __name__ == "__main__":
