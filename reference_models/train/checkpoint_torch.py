@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
 from ..torch_models import SequenceModel
+from .checkpoint import read_checkpoint
 
 
 def save_model(model: SequenceModel, path: str | Path) -> Path:
@@ -20,22 +20,10 @@ def save_model(model: SequenceModel, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> SequenceModel:
-    """The model stored at ``path``; ValueError (naming the file) when it is not such a checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        msg = f"checkpoint {path} does not exist"
-        raise ValueError(msg)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        msg = f"checkpoint {path} is not a safetensors file: {error}"
-        raise ValueError(msg) from None
-    if "config" not in metadata:
-        msg = f"checkpoint {path} has no model config in its metadata"
-        raise ValueError(msg)
-    model = SequenceModel.from_config(json.loads(metadata["config"]))
+    """The model stored at ``path`` (written by either backend); ValueError naming the file
+    when it is not such a checkpoint or does not fit its recorded architecture."""
+    config, state = read_checkpoint(path, "pt")
+    model = SequenceModel.from_config(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 import compressm_jax as cj
 
 from ..jax_models import SequenceModel, load_state_dict, model_config, model_from_config, state_dict
 from ..tasks import SequenceDataset, batches, load_task
+from .checkpoint import read_checkpoint
 from .config import TrainConfig
 from .record import RunRecord
 
@@ -157,23 +158,7 @@ def save_model(model: SequenceModel, path: str | Path) -> Path:
 
 def load_model(path: str | Path) -> SequenceModel:
     """A model from a checkpoint written by either backend; ValueError naming the file otherwise."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        msg = f"checkpoint {path} does not exist"
-        raise ValueError(msg)
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-        arrays = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        msg = f"checkpoint {path} is not a safetensors file: {error}"
-        raise ValueError(msg) from None
-    if "config" not in metadata:
-        msg = f"checkpoint {path} has no model config in its metadata"
-        raise ValueError(msg)
-    config = json.loads(metadata["config"])
+    config, arrays = read_checkpoint(path, "numpy")
     model = model_from_config({**config, "layer_options": config.get("layer_options", {})}, jax.random.key(0))
     try:
         return load_state_dict(model, arrays)
