@@ -115,8 +115,10 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     model = build_model(config, data, model_key)
     optimizer = build_optimizer(config)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    schedule = config.schedule(metric_mode="max" if classification else "min")
-    compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed) if config.compresses else None
+    compressor = None
+    if config.compresses:
+        schedule = config.schedule(metric_mode="max" if classification else "min")
+        compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed)
     record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.reducible_layers(model)])
     record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians))
     rng = np.random.default_rng(config.seed)

@@ -45,3 +45,11 @@ def test_torch_checkpoint_loads_in_jax(tmp_path):
     y_torch = torch_model(torch.from_numpy(x)).detach().numpy()
     y_jax = np.asarray(jax.vmap(lambda xi: jax_model(xi, inference=True))(jnp.asarray(x)))
     np.testing.assert_allclose(y_jax, y_torch, rtol=1e-4, atol=1e-5)
+
+
+def test_jax_trains_without_compression():
+    """The full arm of ``compare`` (tau=None) must run in JAX too."""
+    from reference_models.train.jax_trainer import train
+
+    _, record = train(TINY.replace(tau=None, steps=4, eval_every=2), progress=False)
+    assert record.metrics()["final_state_dims"] == [16] and record.reductions == []
