@@ -58,7 +58,8 @@ RANK_FUNCTION_NAMES = (
     "leading_hankel_singular_values",
     "rank_decision",
 )
-RANK_TAU = 0.05
+RANK_TAUS = (0.05,)
+RANK_SIZES = (1024,)
 REPEAT_MAX_N = 1024  # configurations above this order are timed once, without warm-up
 FULL_SIZES = (256, 1024, 2048)
 QUICK_SIZES = (128,)  # one size + the small batch: a smoke run, JAX compiles per shape
@@ -457,9 +458,10 @@ def authors_rank(system: LRUSystem, tau: float) -> tuple[np.ndarray, int]:
     return hsv, int(np.max(cc.rank_for_energy(hsv, tau, energy="squared")))
 
 
-def rank_rows(config: Config, system: LRUSystem, repeats: int, reference: np.ndarray) -> list[Row]:
+def rank_rows(
+    config: Config, system: LRUSystem, repeats: int, reference: np.ndarray, tau: float
+) -> list[Row]:
     """Ours (a dedicated leading-HSV + rank function, if any) vs (a) + rank_for_energy."""
-    tau = RANK_TAU
     ref_rank = int(np.max(cc.rank_for_energy(reference, tau, energy="squared")))
     label = f"rank decision, energy=squared, tau={tau}"
     rows = [
@@ -489,19 +491,19 @@ def rank_rows(config: Config, system: LRUSystem, repeats: int, reference: np.nda
     dsys = cc.DiagonalStateSpace(system.poles, system.B, system.C)
     options = {"energy": "squared"} if "energy" in inspect.signature(function).parameters else {}
     call = lambda: unpack_rank_result(function(dsys, tau=tau, **options))  # noqa: E731
-    rows.insert(
-        0,
-        timed_rank(
-            config, f"{label}: ours ({name})", "rank-ours", call, repeats, reference, ref_rank
-        ),
+    ours = timed_rank(
+        config, f"{label}: ours ({name})", "rank-ours", call, repeats, reference, ref_rank
     )
-    return rows
+    authors = rows[0]
+    if ours.time_s and authors.time_s:  # against its own (a) pair, timed just before it
+        ours.speedup_vs_a, authors.speedup_vs_a = authors.time_s / ours.time_s, 1.0
+    return [ours, authors]
 
 
 def timed_rank(config, label, key, call, repeats, reference, ref_rank) -> Row:
-    row = Row(config.name, label, key, repeats=repeats)
+    row = Row(config.name, label, key, repeats=repeats if config.repeated else 1)
     try:
-        row.time_s, row.min_time_s, (hsv, rank) = measure(call, repeats, warmup=True)
+        row.time_s, row.min_time_s, (hsv, rank) = measure(call, row.repeats, config.repeated)
     except Exception as error:
         row.repeats, row.note = 0, f"failed: {type(error).__name__}: {str(error)[:120]}"
         return row
@@ -531,7 +533,7 @@ def fill_comparisons(rows: list[Row], reference: np.ndarray, reference_name: str
     for row in rows:
         if row.time_s is None:
             continue
-        if times.get("authors"):
+        if times.get("authors") and row.speedup_vs_a is None:  # rank rows: set by their pair
             row.speedup_vs_a = times["authors"] / row.time_s
         if times.get("slicot"):
             row.speedup_vs_b = times["slicot"] / row.time_s
@@ -552,8 +554,9 @@ def run_config(
             print(f"  {config.name}: {method.label} ...", file=sys.stderr, flush=True)
             rows.append(run_method(method, config, system, args.repeats))
     reference, reference_name = pick_reference(rows)
-    if config.n == args.rank_n and not config.batch:
-        rows.extend(rank_rows(config, system, args.repeats, reference))
+    if config.n in args.rank_n and not config.batch:
+        for tau in args.rank_taus:
+            rows.extend(rank_rows(config, system, args.repeats, reference, tau))
     fill_comparisons(rows, reference, reference_name)
     stages = [] if args.no_breakdown else stage_breakdown(config, system, args.repeats)
     return rows, stages
@@ -725,11 +728,19 @@ def limit_threads(threads: int) -> str:
     return f"threads capped at {threads} (--threads): BLAS/OpenMP via threadpoolctl, torch, XLA"
 
 
+def int_list(text: str) -> list[int]:
+    return [int(value) for value in text.split(",")]
+
+
+def float_list(text: str) -> list[float]:
+    return [float(value) for value in text.split(",")]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes",
-        type=lambda s: [int(v) for v in s.split(",")],
+        type=int_list,
         default=None,
         help="comma-separated state orders n of the m=p=64 systems (default 256,1024,2048)",
     )
@@ -750,9 +761,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rank-n",
-        type=int,
+        type=int_list,
         default=None,
-        help="n of the rank-decision rows (default 1024; largest size with --quick)",
+        help="comma-separated n of the rank-decision rows (default 1024; largest size with --quick)",
+    )
+    parser.add_argument(
+        "--rank-taus",
+        type=float_list,
+        default=list(RANK_TAUS),
+        help="comma-separated tolerances tau of the rank-decision rows (default 0.05)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="n=128 and a batch of 2 x n=48 (smoke run)"
@@ -776,7 +793,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.rank_n is None:
-        args.rank_n = max(args.sizes) if args.quick else 1024
+        args.rank_n = [max(args.sizes)] if args.quick else list(RANK_SIZES)
     return args
 
 
@@ -798,7 +815,8 @@ def report(rows: list[Row], stages: list[Stage], notes: list[str], info: dict[st
         "",
         markdown_table(rows),
         "",
-        "speed-up = t(a) / t(method) and t(b) / t(method) (medians): above 1 means faster than the peer.",
+        "speed-up = t(a) / t(method) and t(b) / t(method) (medians): above 1 means faster than the peer;"
+        " rank-decision rows: against the (a) + rank_for_energy row of the same tau.",
         f"load average (1, 5, 15 min) after the run: {info.get('load_average_after')}",
         *notes,
     ]
