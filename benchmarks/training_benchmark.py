@@ -39,24 +39,69 @@ def _torch_step_seconds(model, x, y, repeats: int) -> list[float]:
     return times
 
 
-def post_reduction_step_ratio(
-    output: Path, seed: int, batch_size: int, repeats: int
-) -> tuple[float, float, float]:
-    """Median step seconds of the compressed model, of a same-dims model from scratch, and their ratio."""
+def _torch_step_timers(checkpoint: Path, batch_size: int, seq_len: int, repeats: int):
+    """Step timers of the compressed PyTorch model and of a fresh model of the same dims."""
     import torch
 
     from reference_models.torch_models import SequenceModel
     from reference_models.train.checkpoint_torch import load_model
 
-    compressed = load_model(output / f"compressm_seed{seed}" / "model.safetensors")
+    compressed = load_model(checkpoint)
     fresh = SequenceModel.from_config(compressed.config)
-    seq_len = 40
     x = torch.randn(batch_size, seq_len, compressed.config["d_input"])
     y = torch.randint(0, compressed.config["d_output"], (batch_size,))
+    return [lambda model=model: _torch_step_seconds(model, x, y, repeats) for model in (compressed, fresh)]
+
+
+def _jax_step_timers(checkpoint: Path, batch_size: int, seq_len: int, repeats: int):
+    """Step timers of the compressed JAX model and of a fresh model of the same dims: the
+    trainer's jitted AdamW step, compiled (and run once) before timing."""
+    import equinox as eqx
+    import jax
+    import optax
+
+    from reference_models.jax_models import model_config, model_from_config
+    from reference_models.train.jax_trainer import _train_step, load_model
+
+    compressed = load_model(checkpoint)
+    fresh = model_from_config(model_config(compressed), jax.random.key(1))
+    config = model_config(compressed)
+    x = jax.random.normal(jax.random.key(2), (batch_size, seq_len, config["d_input"]))
+    y = jax.random.randint(jax.random.key(3), (batch_size,), 0, config["d_output"])
+    optimizer = optax.adamw(1e-3)
+
+    def timer(model):
+        state = [model, optimizer.init(eqx.filter(model, eqx.is_array))]
+
+        def step() -> None:
+            state[0], state[1], loss, _ = _train_step(*state, optimizer, x, y, jax.random.key(0), True)
+            jax.block_until_ready(loss)
+
+        step()  # compile
+
+        def times() -> list[float]:
+            result = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                result.append(time.perf_counter() - start)
+            return result
+
+        return times
+
+    return [timer(compressed), timer(fresh)]
+
+
+def post_reduction_step_ratio(
+    output: Path, seed: int, batch_size: int, repeats: int, backend: str = "torch"
+) -> tuple[float, float, float]:
+    """Median step seconds of the compressed model, of a same-dims model from scratch, and their ratio."""
+    make_timers = _torch_step_timers if backend == "torch" else _jax_step_timers
+    compressed, fresh = make_timers(output / f"compressm_seed{seed}" / "model.safetensors", batch_size, 40, repeats)
     compressed_times, fresh_times = [], []
     for _ in range(3):  # alternate, so that load changes hit both alike
-        compressed_times += _torch_step_seconds(compressed, x, y, repeats)
-        fresh_times += _torch_step_seconds(fresh, x, y, repeats)
+        compressed_times += compressed()
+        fresh_times += fresh()
     a, b = statistics.median(compressed_times), statistics.median(fresh_times)
     return a, b, a / b
 
@@ -80,13 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nreduction overhead: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%)"
     )
-    if args.backend == "torch":
-        compressed, fresh, ratio = post_reduction_step_ratio(
-            args.output, args.seeds[0], config.batch_size, args.repeats
-        )
-        print(
-            f"step after the last reduction: {1e3 * compressed:.1f} ms vs {1e3 * fresh:.1f} ms from scratch at the same dims: {ratio:.3f}x"
-        )
+    compressed, fresh, ratio = post_reduction_step_ratio(
+        args.output, args.seeds[0], config.batch_size, args.repeats, args.backend
+    )
+    print(
+        f"step after the last reduction: {1e3 * compressed:.1f} ms vs {1e3 * fresh:.1f} ms from scratch at the same dims: {ratio:.3f}x"
+    )
 
 
 if __name__ == "__main__":
