@@ -47,6 +47,10 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     max_train: int | None = None
+    hnn_weight: float = 0.0
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         _choice("task", self.task, TASKS)
@@ -70,6 +74,25 @@ class TrainConfig:
             raise ValueError(msg)
         if self.compresses:
             self.schedule(metric_mode="max")  # validates tau, mode, energy, window, selection
+        self._check_baseline_options()
+
+    def _check_baseline_options(self) -> None:
+        """HNN regularisation and distillation (PyTorch only; see ``torch_objectives``)."""
+        for name, valid, rule in (
+            ("hnn_weight", lambda v: v >= 0, ">= 0"),
+            ("distill_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("distill_temperature", lambda v: v > 0, "> 0"),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not valid(value):
+                msg = f"`{name}` must be a finite number {rule}, got {value!r}"
+                raise ValueError(msg)
+        if (self.distill_weight > 0) != (self.teacher is not None):
+            msg = f"distillation needs both `distill_weight` > 0 and a `teacher` checkpoint, got distill_weight={self.distill_weight!r}, teacher={self.teacher!r}"
+            raise ValueError(msg)
+        if self.backend != "torch" and (self.hnn_weight > 0 or self.distill_weight > 0):
+            msg = f"`hnn_weight` and `distill_weight` need backend 'torch', got backend={self.backend!r}"
+            raise ValueError(msg)
 
     @property
     def compresses(self) -> bool:
