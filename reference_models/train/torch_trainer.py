@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from ..torch_models import SequenceModel
 from .checkpoint_torch import save_model
 from .config import TrainConfig
 from .record import RunRecord
+from .torch_objectives import training_objective
 
 
 def build_model(config: TrainConfig, data: SequenceDataset) -> SequenceModel:
@@ -99,13 +101,14 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     train_batches = _endless_batches(data.x_train, data.y_train, config.batch_size, config.seed)
     validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
     bar = tqdm(range(config.steps), disable=not progress, desc=f"{config.model} {config.task}", unit="step")
+    objective = training_objective(config, kind, partial(loss_and_metric, kind=kind))  # HNN, distillation
     start = time.perf_counter()
     for step in bar:
         xb, yb = next(train_batches)
         factor = learning_rate_factor(step, config)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        loss, metric = loss_and_metric(model, torch.from_numpy(xb), torch.from_numpy(yb), kind)
+        loss, metric = objective(model, torch.from_numpy(xb), torch.from_numpy(yb))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
