@@ -27,13 +27,18 @@ Array = Any
 
 @dataclass(frozen=True)
 class LayerReduction:
-    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound."""
+    """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound.
+
+    Selective layers reduced by index selection record their energy spectrum
+    (``energy_spectrum``) as ``hsv`` and no bound (``error_bound=None``): none holds for
+    a time-varying layer on unseen inputs.
+    """
 
     name: str
     old_dim: int
     new_dim: int
     hsv: Array
-    error_bound: float
+    error_bound: float | None
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,9 @@ class CompressionEvent:
     rolled_back: bool
 
 
-def analysed_system(system: DiagonalStateSpace, gramians: Gramians, *, real_output: bool) -> DiagonalStateSpace:
+def analysed_system(
+    system: DiagonalStateSpace, gramians: Gramians, *, real_output: bool
+) -> DiagonalStateSpace:
     """The system whose Gramians decide the reduction of a layer with this ``system``.
 
     ``"complex"``: ``u -> C x`` (the CompreSSM authors' choice). ``"real_output"``: the map
@@ -96,7 +103,9 @@ def reduce_layer_system(
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < analysed.n:
         msg = f"layer {name}: `rank` must be an integer in [1, {analysed.n - 1}], got {rank!r}"
         raise ValueError(msg)
-    keep = kept_states(rank, analysed.n, selection, rng if rng is not None else np.random.default_rng(0))
+    keep = kept_states(
+        rank, analysed.n, selection, rng if rng is not None else np.random.default_rng(0)
+    )
     try:
         reduction = balanced_truncation(analysed, keep=keep)
         diagonal = to_diagonal(reduction.system, real_output=gramians == "real_output")
@@ -106,7 +115,36 @@ def reduce_layer_system(
     return diagonal, reduction.hsv, float(reduction.error_bound)
 
 
-def planned_ranks(schedule: ReductionSchedule, hsvs: Mapping[str, Sequence[float]]) -> dict[str, int]:
+def energy_spectrum(energy: Sequence[float]) -> np.ndarray:
+    """``sqrt`` of a selective layer's state energies (``compressm_core.ltv.state_energy``),
+    descending: its "diagonal HSVs", which the schedule reads like HSVs (with
+    ``energy="squared"`` the tolerance counts the energies themselves)."""
+    return np.sqrt(np.sort(np.asarray(energy, dtype=np.float64))[::-1])
+
+
+def selected_states(
+    name: str,
+    energy: Sequence[float],
+    rank: int,
+    *,
+    selection: Selection = "largest",
+    rng: np.random.Generator | None = None,
+) -> list[int]:
+    """The state indices a selective layer keeps: ``rank`` of them by descending
+    ``energy`` (n,), the ``selection`` ("largest", or the ablations "smallest", "random")
+    taken in that order. Errors name the layer."""
+    order = np.argsort(-np.asarray(energy, dtype=np.float64), kind="stable")
+    n = len(order)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < n:
+        msg = f"layer {name}: `rank` must be an integer in [1, {n - 1}], got {rank!r}"
+        raise ValueError(msg)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    return [int(order[i]) for i in kept_states(rank, n, selection, rng)]
+
+
+def planned_ranks(
+    schedule: ReductionSchedule, hsvs: Mapping[str, Sequence[float]]
+) -> dict[str, int]:
     """The layers ``schedule`` reduces now, with their new ranks (in HSV units), from their HSVs."""
     names = list(hsvs)
     current = [len(hsvs[name]) for name in names]

@@ -176,6 +176,57 @@ def time_varying_gramians(
     return P, Q
 
 
+def time_varying_gramian_diagonals(
+    transitions: Array,
+    B: Array,
+    C: Array,
+    *,
+    average: bool = True,
+    calibration_axis: int | None = None,
+) -> tuple[Array, Array]:
+    """The diagonals of ``time_varying_gramians`` for diagonal transitions, in O(L n (m + p)).
+
+    With ``A_k = diag(a_k)`` the diagonal entries follow scalar recursions of their own,
+    ``p_{k+1} = |a_k|^2 p_k + sum_j |B_k[:, j]|^2`` from ``p_0 = 0`` and
+    ``q_k = |a_k|^2 q_{k+1} + sum_i |C_k[i, :]|^2`` from ``q_L = 0``: all that
+    ``state_energy`` reads, without the (..., n, n) Gramians.
+
+    transitions (..., L, n), B (..., L, n, m), C (..., L, p, n), ``average`` and
+    ``calibration_axis`` as in ``time_varying_gramians``. Returns p, q: (..., n), real.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> a, b, c = xp.full((3, 1), 0.5), xp.ones((3, 1, 1)), xp.ones((3, 1, 1))
+    >>> p, q = time_varying_gramian_diagonals(a, b, c)  # as time_varying_gramians
+    >>> float(p[0]), float(q[0])
+    (1.1875, 1.1875)
+    """
+    xp = _a.namespace(transitions, B, C)
+    batch = _check_sequence_shapes(transitions, B, C, True)
+    for name, value in (("transitions", transitions), ("B", B), ("C", C)):
+        _check_values(name, value, xp)
+    if calibration_axis is not None:
+        calibration_axis = _batch_axis("calibration_axis", calibration_axis, batch)
+    gains, inputs, outputs = (
+        xp.real(M * _a.conj(M, xp)) if _a.is_complex(M, xp) else M * M for M in (transitions, B, C)
+    )
+    inputs, outputs = xp.sum(inputs, axis=-1), xp.sum(outputs, axis=-2)  # (..., L, n)
+    L, n = B.shape[-3], B.shape[-2]
+    zeros = xp.zeros((*batch, n), dtype=gains.dtype, device=_a.device_of(B))
+    p = p_sum = q = q_sum = zeros
+    for k in range(L):
+        p = gains[..., k, :] * p + inputs[..., k, :]
+        p_sum = p_sum + p
+        q = gains[..., L - 1 - k, :] * q + outputs[..., L - 1 - k, :]
+        q_sum = q_sum + q
+    p, q = (p_sum / L, q_sum / L) if average else (p, q)
+    if calibration_axis is not None:
+        count = batch[calibration_axis]
+        p, q = xp.sum(p, axis=calibration_axis) / count, xp.sum(q, axis=calibration_axis) / count
+    return p, q
+
+
 def _check_gramian_pair(P: Array, Q: Array, xp: Any) -> None:
     _a.check_square("P", P)
     _a.check_square("Q", Q)
@@ -243,7 +294,33 @@ def state_energy(P: Array, Q: Array, *, channel_axis: int | None = -1) -> Array:
     """
     xp = _a.namespace(P, Q)
     _check_gramian_pair(P, Q, xp)
-    energy = _real_diagonal(P, xp) * _real_diagonal(Q, xp)
+    return _channel_sum(_real_diagonal(P, xp) * _real_diagonal(Q, xp), channel_axis, xp)
+
+
+def diagonal_state_energy(p: Array, q: Array, *, channel_axis: int | None = -1) -> Array:
+    """``state_energy`` from the Gramians' diagonals (``time_varying_gramian_diagonals``):
+    ``s_i = sum over channels of p_i q_i``, shape (..., n); p, q (..., n), real, non-negative.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> p, q = xp.asarray([[1.0, 1.0], [2.0, 2.0]]), xp.asarray([[3.0, 0.5], [1.0, 1.0]])
+    >>> diagonal_state_energy(p, q)  # the example of state_energy, from its diagonals
+    Array([5. , 2.5], dtype=array_api_strict.float64)
+    """
+    xp = _a.namespace(p, q)
+    for name, value in (("p", p), ("q", q)):
+        if value.ndim < 1 or not xp.isdtype(value.dtype, "real floating"):
+            msg = f"`{name}` must be a real floating array of shape (..., n), got {value.dtype} {tuple(value.shape)}"
+            raise ValueError(msg)
+        _check_values(name, value, xp)
+    if p.shape[-1] != q.shape[-1]:
+        msg = f"`p` has {p.shape[-1]} states but `q` has {q.shape[-1]}"
+        raise ValueError(msg)
+    return _channel_sum(p * q, channel_axis, xp)
+
+
+def _channel_sum(energy: Array, channel_axis: int | None, xp: Any) -> Array:
     if channel_axis is None:
         return energy
     axis = _batch_axis("channel_axis", channel_axis, energy.shape[:-1])

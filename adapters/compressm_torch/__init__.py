@@ -7,10 +7,12 @@ from .reduce import (
     Compressed,
     LayerReduction,
     compress,
+    compressible_layers,
     hankel_singular_values,
     reduce_layer,
     reducible_layers,
 )
+from .selective import ReducibleSelectiveSSM, selective_layers, state_energies
 
 __all__ = [
     "Compressed",
@@ -18,9 +20,13 @@ __all__ = [
     "Compressor",
     "LayerReduction",
     "ReducibleSSM",
+    "ReducibleSelectiveSSM",
     "compress",
+    "compressible_layers",
     "hankel_singular_values",
     "reduce_layer",
     "reducible_layers",
+    "selective_layers",
+    "state_energies",
     "transfer_optimizer",
 ]

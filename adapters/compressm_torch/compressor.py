@@ -5,6 +5,9 @@
         ...  # forward, backward, optimizer.step()
         model, optimizer = compressor.step(step, model, optimizer, evaluate)
 
+Models with selective (Mamba-style) layers need ``calibration``, a fixed batch of input
+sequences on which their time-varying Gramians are computed (see ``compress``).
+
 At a check step the compressor reads every layer's HSVs, plans new ranks with the core's
 schedule policy (tolerance or fixed mode, the gate), evaluates the validation metric,
 compresses, evaluates again and rolls back (returns the old model and optimizer, which
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from compressm_core.layers import CompressionEvent, Gramians, LayerReduction, planned_ranks
 from compressm_core.schedule import (
@@ -39,12 +42,13 @@ class Compressor:
     schedule: ReductionSchedule
     gramians: Gramians = "complex"
     seed: int = 0
+    calibration: Tensor | None = None
     state: ScheduleState = field(default_factory=ScheduleState)
     events: list[CompressionEvent] = field(default_factory=list)
 
     def planned_ranks(self, model: nn.Module) -> dict[str, int]:
         """The layers the schedule would reduce now, with their new ranks (HSV units)."""
-        hsvs = hankel_singular_values(model, gramians=self.gramians)
+        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration)
         return planned_ranks(self.schedule, {name: hsv.tolist() for name, hsv in hsvs.items()})
 
     def step(
@@ -66,6 +70,7 @@ class Compressor:
             selection=self.schedule.selection,
             gramians=self.gramians,
             seed=self.seed + step,
+            calibration=self.calibration,
         )
         metric_after = float(evaluate(compressed.model))
         if self.judge(step, compressed.reductions, metric_before, metric_after):

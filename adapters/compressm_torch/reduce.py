@@ -1,7 +1,9 @@
 """Read a model's SSM layers as core systems, and shrink them by balanced truncation.
 
-Nothing here knows LRU or S5 internals: layers are found as ``ReducibleSSM`` modules,
-read with ``ssm_system()`` and rebuilt with ``with_system()``.
+Nothing here knows LRU, S5 or Mamba internals: layers are found as ``ReducibleSSM``
+modules, read with ``ssm_system()`` and rebuilt with ``with_system()``, or as
+``ReducibleSelectiveSSM`` modules, read on calibration inputs and rebuilt with
+``with_states()`` (see ``selective``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from compressm_core.layers import (
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer
+from .selective import reduce_selective_layer, selective_layers, selective_spectra, state_energies
 
 
 @dataclass(frozen=True)
@@ -37,19 +40,48 @@ class Compressed:
 
 def reducible_layers(model: nn.Module) -> list[tuple[str, ReducibleSSM]]:
     """The (qualified name, layer) pairs of every ``ReducibleSSM`` in ``model``, in order."""
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, ReducibleSSM)]
+    return [
+        (name, module) for name, module in model.named_modules() if isinstance(module, ReducibleSSM)
+    ]
+
+
+def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every layer ``compress`` can shrink, time-invariant (``ReducibleSSM``) or selective
+    (``ReducibleSelectiveSSM``), as (qualified name, layer) pairs in module order."""
+    names = {name for name, _ in reducible_layers(model)} | {
+        name for name, _ in selective_layers(model)
+    }
+    return [(name, module) for name, module in model.named_modules() if name in names]
+
+
+def _calibration_needed(model: nn.Module, calibration: Tensor | None) -> None:
+    selective = [name for name, _ in selective_layers(model)]
+    if selective and calibration is None:
+        msg = (
+            f"the model has selective layers {selective}, whose Gramians depend on their inputs: "
+            "pass `calibration`, a batch of input sequences (batch, L, d_input)"
+        )
+        raise ValueError(msg)
 
 
 def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace:
     """The system in complex128 (float64 for a real D): float32 Gramians of slow poles are
     too ill-conditioned for reliable factors; the rebuilt layer casts back to its dtype."""
-    D = None if system.D is None else system.D.to(torch.complex128 if system.D.is_complex() else torch.float64)
-    return cc.DiagonalStateSpace(*(t.to(torch.complex128) for t in (system.poles, system.B, system.C)), D)
+    D = (
+        None
+        if system.D is None
+        else system.D.to(torch.complex128 if system.D.is_complex() else torch.float64)
+    )
+    return cc.DiagonalStateSpace(
+        *(t.to(torch.complex128) for t in (system.poles, system.B, system.C)), D
+    )
 
 
 def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
     """The layer's system (in double precision) whose Gramians decide the reduction."""
-    return analysed_system(_in_double_precision(layer.ssm_system()), gramians, real_output=layer.real_output)
+    return analysed_system(
+        _in_double_precision(layer.ssm_system()), gramians, real_output=layer.real_output
+    )
 
 
 def _stacked(systems: list[cc.DiagonalStateSpace]) -> cc.DiagonalStateSpace:
@@ -61,12 +93,18 @@ def _stacked(systems: list[cc.DiagonalStateSpace]) -> cc.DiagonalStateSpace:
 
 
 @torch.no_grad()
-def hankel_singular_values(model: nn.Module, *, gramians: Gramians = "complex") -> dict[str, Tensor]:
-    """Per-layer HSVs (descending, on the model's device), computed in batches of equal shape.
+def hankel_singular_values(
+    model: nn.Module, *, gramians: Gramians = "complex", calibration: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Per-layer HSVs (descending), computed in batches of equal shape, in module order.
 
     ``gramians="complex"`` analyses ``u -> C x`` (the CompreSSM authors' choice);
     ``"real_output"`` the map ``u -> Re(C x)`` the layer computes (2n HSVs per layer).
+    Selective layers need ``calibration`` (batch, L, d_input) and give their energy
+    spectrum (``compressm_core.layers.energy_spectrum``, float64 on the CPU) instead.
     """
+    _calibration_needed(model, calibration)
+    selective = selective_spectra(model, calibration) if selective_layers(model) else {}
     layers = reducible_layers(model)
     systems = {name: _analysed_system(layer, gramians) for name, layer in layers}
     groups: dict[tuple[int, int, int, torch.dtype], list[str]] = {}
@@ -81,7 +119,8 @@ def hankel_singular_values(model: nn.Module, *, gramians: Gramians = "complex") 
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
         result.update(zip(names, hsv, strict=True))
-    return {name: result[name] for name, _ in layers}
+    result.update(selective)
+    return {name: result[name] for name, _ in compressible_layers(model)}
 
 
 def reduce_layer(
@@ -98,7 +137,13 @@ def reduce_layer(
     with torch.no_grad():
         system = _in_double_precision(layer.ssm_system())
         diagonal, hsv, bound = reduce_layer_system(
-            name, system, rank, gramians=gramians, real_output=layer.real_output, selection=selection, rng=rng
+            name,
+            system,
+            rank,
+            gramians=gramians,
+            real_output=layer.real_output,
+            selection=selection,
+            rng=rng,
         )
         try:
             new_layer = layer.with_system(diagonal)
@@ -125,13 +170,16 @@ def compress(
     selection: Selection = "largest",
     gramians: Gramians = "complex",
     seed: int = 0,
+    calibration: Tensor | None = None,
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the optimizer follows.
 
     Give ``ranks`` (layer name -> new rank; layers not named are kept) or ``tau`` (each
     layer keeps the smallest rank holding ``1 - tau`` of its HSV energy, see
     ``compressm_core.rank_for_energy``). ``selection`` picks which balanced states are kept
-    ("smallest" and "random" are the paper's ablations). The returned optimizer keeps the
+    ("smallest" and "random" are the paper's ablations). Selective layers keep state
+    indices instead, ranked by their energy on the ``calibration`` sequences (batch, L,
+    d_input), which they need; the rank then counts energy-spectrum entries. The returned optimizer keeps the
     exact state of every parameter outside the reduced layers; the reduced layers'
     parameters start afresh (see ``transfer_optimizer``). ``model`` and ``optimizer`` are
     not modified, so keeping them is a rollback.
@@ -139,22 +187,32 @@ def compress(
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
         raise ValueError(msg)
+    _calibration_needed(model, calibration)
     layers = dict(reducible_layers(model))
+    selective = dict(selective_layers(model))
+    energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
-        hsvs = hankel_singular_values(model, gramians=gramians)
-        ranks = {name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()}
+        hsvs = hankel_singular_values(model, gramians=gramians, calibration=calibration)
+        ranks = {
+            name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()
+        }
         ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
-    unknown = sorted(set(ranks) - set(layers))
+    unknown = sorted(set(ranks) - set(layers) - set(selective))
     if unknown:
-        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(layers)}"
+        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted({*layers, *selective})}"
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
     replacements = {}
     records = []
     for name, rank in ranks.items():
-        replacements[name], record = reduce_layer(
-            name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
-        )
+        if name in selective:
+            replacements[name], record = reduce_selective_layer(
+                name, selective[name], energies[name], rank, selection=selection, rng=rng
+            )
+        else:
+            replacements[name], record = reduce_layer(
+                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
+            )
         records.append(record)
     new_model = copy.deepcopy(model)
     for name, layer in replacements.items():
@@ -162,6 +220,9 @@ def compress(
     new_optimizer = None
     if optimizer is not None:
         new_optimizer = transfer_optimizer(
-            optimizer, dict(model.named_parameters()), dict(new_model.named_parameters()), reset=tuple(replacements)
+            optimizer,
+            dict(model.named_parameters()),
+            dict(new_model.named_parameters()),
+            reset=tuple(replacements),
         )
     return Compressed(new_model, new_optimizer, tuple(records))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tasks import load_task
+from .comparison import DEFAULT_ARMS, ArmOptions, run_comparison
 from .config import TrainConfig
-from .plots import plot_metric_over_time, plot_run
+from .plots import plot_run
 
 
 def _trainer(backend: str) -> Any:
@@ -35,48 +35,19 @@ def run_and_save(config: TrainConfig, output: Path, *, progress: bool = True, da
 
 
 def compare(
-    config: TrainConfig, output: Path, *, seeds: tuple[int, ...] = (0,), progress: bool = True
+    config: TrainConfig,
+    output: Path,
+    *,
+    seeds: Sequence[int] = (0,),
+    arms: Sequence[str] = DEFAULT_ARMS,
+    taus: Sequence[float] | None = None,
+    options: ArmOptions | None = None,
+    progress: bool = True,
 ) -> str:
-    """Train the full model, CompreSSM, and a model trained from scratch at CompreSSM's final
-    dims, with the same budget and seeds; write ``output``/comparison.md and plots, return the table."""
-    if not config.compresses:
-        msg = "`compare` needs a compressing configuration (`tau` or mode='fixed')"
-        raise ValueError(msg)
-    arms: dict[str, list[dict[str, Any]]] = {"full": [], "compressm": [], "small from scratch": []}
-    for seed in seeds:
-        seeded = config.replace(seed=seed)
-        data = load_task(seeded.task, seed=seed, data_dir=seeded.data_dir, **seeded.task_options())
-        arms["full"].append(run_and_save(seeded.replace(tau=None, mode="tolerance"), output / f"full_seed{seed}", progress=progress, data=data))
-        compressed = run_and_save(seeded, output / f"compressm_seed{seed}", progress=progress, data=data)
-        arms["compressm"].append(compressed)
-        small = seeded.replace(tau=None, mode="tolerance", state_dim=tuple(compressed["final_state_dims"]))
-        arms["small from scratch"].append(run_and_save(small, output / f"small_seed{seed}", progress=progress, data=data))
-    table = comparison_table(arms)
-    (output / "comparison.md").write_text(table + "\n")
-    plot_metric_over_time({name: runs[0] for name, runs in arms.items()}, output / "comparison_val_metric.png")
-    return table
-
-
-
-
-def _mean_spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def comparison_table(arms: dict[str, list[dict[str, Any]]]) -> str:
-    """A markdown table: test metric (mean ± std over seeds), final dims, wall-clock, speed-up."""
-    metric = next(key for key in arms["full"][0] if key.startswith("test_"))
-    full_time = statistics.mean(run["wall_clock_s"] for run in arms["full"])
-    lines = [
-        f"| arm | {metric.replace('_', ' ')} | final state dims | wall-clock (s) | speed-up vs full |",
-        "|---|---|---|---|---|",
-    ]
-    for name, runs in arms.items():
-        seconds = statistics.mean(run["wall_clock_s"] for run in runs)
-        dims = "/".join(str(d) for d in runs[0]["final_state_dims"])
-        lines.append(
-            f"| {name} | {_mean_spread([run[metric] for run in runs])} | {dims} | {seconds:.1f} | {full_time / seconds:.2f}x |"
-        )
-    return "\n".join(lines)
+    """Train ``arms`` (default: the full model, CompreSSM, and a model trained from scratch at
+    CompreSSM's final dims) over ``seeds`` and ``taus`` with the same budget; write
+    ``output``/comparison.md, comparison.json and plots, return the table (see
+    ``comparison.run_comparison``)."""
+    return run_comparison(
+        config, output, run_and_save, arms=arms, taus=taus, seeds=seeds, options=options, progress=progress
+    )

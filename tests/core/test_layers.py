@@ -51,7 +51,7 @@ def test_reduced_layer_system_respects_the_error_bound(gramians):
 
 
 def test_errors_name_the_layer():
-    with pytest.raises(ValueError, match="layer blocks.3.ssm: `rank` must be an integer in \\[1, 9\\]"):
+    with pytest.raises(ValueError, match=r"layer blocks.3.ssm: `rank` must be an integer in \[1, 9\]"):
         layers.reduce_layer_system("blocks.3.ssm", _lru_like(), 10)
     with pytest.raises(ValueError, match="needs layers that output Re"):
         layers.analysed_system(_lru_like(), "real_output", real_output=False)
@@ -63,3 +63,17 @@ def test_planned_ranks_follow_the_schedule():
     schedule = ReductionSchedule(total_steps=100, interval=5, tau=0.1)
     hsvs = {"a": [6.0, 3.0, 0.5, 0.3, 0.2], "b": [1.0, 1.0, 1.0, 1.0, 1.0]}
     assert layers.planned_ranks(schedule, hsvs) == {"a": 2}
+
+
+def test_energy_spectrum_is_the_descending_root_of_the_energies():
+    np.testing.assert_allclose(layers.energy_spectrum([4.0, 0.25, 9.0, 1.0]), [3.0, 2.0, 1.0, 0.5])
+
+
+def test_selected_states_follow_the_energy_order_for_each_selection():
+    energy = [0.5, 7.0, 0.1, 3.0, 1.0]  # descending order of indices: 1, 3, 4, 0, 2
+    assert layers.selected_states("x", energy, 2) == [1, 3]
+    assert layers.selected_states("x", energy, 2, selection="smallest") == [0, 2]
+    random = layers.selected_states("x", energy, 3, selection="random", rng=np.random.default_rng(1))
+    assert len(set(random)) == 3 and set(random) <= set(range(5))
+    with pytest.raises(ValueError, match=r"layer x: `rank` must be an integer in \[1, 4\], got 5"):
+        layers.selected_states("x", energy, 5)

@@ -241,6 +241,61 @@ def test_state_energy_sums_diagonal_products_over_channels(xp):
     )
 
 
+@pytest.mark.parametrize("is_complex", [False, True], ids=["real", "complex"])
+def test_gramian_diagonals_are_the_brute_force_diagonals(xp, is_complex):
+    """Batch (sequences 2, channels 3), C shared by the channels: each diagonal entry equals
+    that of the brute-force transition products, for the averages and for P_L, Q_0."""
+    rng = np.random.default_rng(11)
+    transitions, B, _ = random_sequence(
+        rng, 5, 4, 2, 1, is_complex=is_complex, diagonal=True, batch=(2, 3)
+    )
+    C = gaussian(rng, (2, 1, 5, 3, 4), is_complex)
+    arrays = [as_xp(xp, M) for M in (transitions, B, C)]
+    p, q = ltv.time_varying_gramian_diagonals(*arrays)
+    p_end, q_start = ltv.time_varying_gramian_diagonals(*arrays, average=False)
+    p_mean, q_mean = ltv.time_varying_gramian_diagonals(*arrays, calibration_axis=0)
+    for value in (p, q, p_mean):
+        assert_in_namespace(value, xp)
+    assert to_np(p).dtype == np.float64
+    for s, h in np.ndindex(2, 3):
+        P_list, Q_list = brute_force_gramians(
+            dense_transitions(transitions[s, h], True), B[s, h], C[s, 0]
+        )
+        diagonal = lambda Ms: np.real(np.diagonal(Ms, axis1=-2, axis2=-1))  # noqa: E731
+        np.testing.assert_allclose(to_np(p)[s, h], diagonal(np.mean(P_list[1:], axis=0)), rtol=1e-12)
+        np.testing.assert_allclose(to_np(q)[s, h], diagonal(np.mean(Q_list[:-1], axis=0)), rtol=1e-12)
+        np.testing.assert_allclose(to_np(p_end)[s, h], diagonal(P_list[-1]), rtol=1e-12)
+        np.testing.assert_allclose(to_np(q_start)[s, h], diagonal(Q_list[0]), rtol=1e-12)
+    np.testing.assert_allclose(to_np(p_mean), to_np(p).mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(to_np(q_mean), to_np(q).mean(axis=0), rtol=1e-13)
+
+
+def test_diagonal_state_energy_is_the_state_energy_of_the_gramians(xp):
+    rng = np.random.default_rng(12)
+    arrays = random_sequence(rng, 6, 5, 1, 1, is_complex=True, diagonal=True, batch=(3,))
+    P, Q = (as_xp(xp, M) for M in gramians_np(xp, *arrays))
+    p, q = ltv.time_varying_gramian_diagonals(*(as_xp(xp, M) for M in arrays))
+    for axis in (-1, 0, None):
+        np.testing.assert_allclose(
+            to_np(ltv.diagonal_state_energy(p, q, channel_axis=axis)),
+            to_np(ltv.state_energy(P, Q, channel_axis=axis)),
+            rtol=1e-12,
+        )
+
+
+@pytest.mark.parametrize(
+    ("p", "q", "message"),
+    [
+        (np.ones(3), np.ones(4), "`p` has 3 states but `q` has 4"),
+        (np.ones(3, dtype=complex), np.ones(3), "`p` must be a real floating"),
+        (np.ones(3), np.array([1.0, np.nan, 1.0]), "`q`"),
+    ],
+)
+def test_bad_diagonals_are_rejected_naming_the_argument(xp, p, q, message):
+    with pytest.raises(ValueError, match=message):
+        ltv.diagonal_state_energy(as_xp(xp, p), as_xp(xp, q), channel_axis=None)
+
+
 def test_energy_of_deleted_states_bounds_their_generalised_hsvs(xp):
     """Diagonal transitions decouple the states: the Gramians of the deleted states R are the
     submatrices P_RR, Q_RR, and sqrt(sum sigma_R^2) <= sum_{i in R} sqrt(P_ii Q_ii)."""

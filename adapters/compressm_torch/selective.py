@@ -1,0 +1,122 @@
+"""Selective (time-varying, Mamba-style) layers: their state energy on calibration inputs,
+and their reduction by keeping state indices.
+
+A selective layer's system depends on its input, so its Gramians are those of the
+time-varying system it runs on calibration sequences (``compressm_core.ltv``). Its
+parameterisation (per-channel diagonal A, B_k and C_k shared by the channels) cannot
+absorb a change of state basis, so it is reduced by keeping the state indices of largest
+energy, aggregated over channels (docs/ltv.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from compressm_core import ltv
+from compressm_core.layers import LayerReduction, Selection, energy_spectrum, selected_states
+
+
+@runtime_checkable
+class ReducibleSelectiveSSM(Protocol):
+    """A layer ``(batch, L, H) -> (batch, L, H)`` whose recurrence, on an input u, is
+    ``h_k = abar_k * h_(k-1) + bbar_k * u_k[:, None]`` per channel (state dim N) with a
+    read-out ``C_k`` shared by the channels."""
+
+    @property
+    def state_dim(self) -> int:
+        """The shared state dimension N."""
+
+    def time_varying_system(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(abar, bbar, C)`` on ``u`` (batch, L, H): (batch, L, H, N), (batch, L, H, N), (batch, L, N)."""
+
+    def with_states(self, keep: Sequence[int]) -> nn.Module:
+        """A new layer keeping the state indices ``keep``; ``self`` unchanged."""
+
+
+def selective_layers(model: nn.Module) -> list[tuple[str, ReducibleSelectiveSSM]]:
+    """The (qualified name, layer) pairs of every ``ReducibleSelectiveSSM`` in ``model``, in order."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, ReducibleSelectiveSSM)
+    ]
+
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
+    """What each selective layer receives when ``model`` runs on ``calibration`` (batch, L, d_input),
+    read by forward pre-hooks during one forward pass in eval mode (the mode is restored)."""
+    layers = selective_layers(model)
+    captured: dict[str, Tensor] = {}
+    hooks = [
+        layer.register_forward_pre_hook(
+            lambda _, args, name=name: captured.setdefault(name, args[0])
+        )
+        for name, layer in layers
+    ]
+    training = model.training
+    try:
+        model.eval()
+        model(calibration)
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    missing = [name for name, _ in layers if name not in captured]
+    if missing:
+        msg = f"selective layers {missing} were not called by the model's forward pass"
+        raise ValueError(msg)
+    return captured
+
+
+@torch.no_grad()
+def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
+    """Per selective layer, the energy of each state index (N,), float64, summed over channels:
+    ``s_i = sum_h p_i q_i`` from the diagonals of the time-averaged Gramians of the layer's
+    time-varying system on the ``calibration`` sequences, averaged over them."""
+    if calibration.ndim != 3 or calibration.shape[0] < 1 or calibration.shape[1] < 1:
+        msg = f"`calibration` must be a batch of sequences (batch, L, d_input), got shape {tuple(calibration.shape)}"
+        raise ValueError(msg)
+    inputs = layer_inputs(model, calibration)
+    energies = {}
+    for name, layer in selective_layers(model):
+        abar, bbar, C = (t.to(torch.float64) for t in layer.time_varying_system(inputs[name]))
+        p, q = ltv.time_varying_gramian_diagonals(
+            abar.transpose(1, 2),  # (S, H, L, N)
+            bbar.transpose(1, 2)[..., None],  # (S, H, L, N, 1)
+            C[:, None, :, None, :],  # (S, 1, L, 1, N): shared by the channels
+            calibration_axis=0,
+        )
+        energies[name] = ltv.diagonal_state_energy(p, q)
+    return energies
+
+
+def selective_spectra(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
+    """Per selective layer, ``energy_spectrum`` of its state energies: (N,) descending, float64."""
+    return {
+        name: torch.from_numpy(energy_spectrum(energy.cpu().numpy()))
+        for name, energy in state_energies(model, calibration).items()
+    }
+
+
+def reduce_selective_layer(
+    name: str,
+    layer: ReducibleSelectiveSSM,
+    energy: Tensor,
+    rank: int,
+    *,
+    selection: Selection = "largest",
+    rng: np.random.Generator | None = None,
+) -> tuple[nn.Module, LayerReduction]:
+    """``layer`` keeping ``rank`` state indices, chosen by ``energy`` (N,) and ``selection``."""
+    values = energy.cpu().numpy()
+    keep = selected_states(name, values, rank, selection=selection, rng=rng)
+    new_layer = layer.with_states(keep)
+    return new_layer, LayerReduction(
+        name, layer.state_dim, len(keep), energy_spectrum(values), None
+    )
