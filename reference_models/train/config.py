@@ -14,6 +14,9 @@ from ..tasks import TASKS
 BACKENDS = ("torch", "jax")
 MODELS = ("lru", "s5")
 GRAMIANS = ("complex", "real_output")
+#: The arms of ``compressm compare`` (see ``comparison``) and the default ones.
+ARMS = ("full", "compressm", "small", "hnn", "distill", "truncate", "truncate_dims", "smallest", "random")
+DEFAULT_ARMS = ("full", "compressm", "small")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class TrainConfig:
             raise ValueError(msg)
         if self.backend != "torch" and (self.hnn_weight > 0 or self.distill_weight > 0):
             msg = f"`hnn_weight` and `distill_weight` need backend 'torch', got backend={self.backend!r}"
+            raise ValueError(msg)
+        if self.hnn_weight > 0 and self.model not in ("lru", "s5"):
+            msg = f"`hnn_weight` needs a time-invariant model ('lru' or 's5'), got model={self.model!r}"
             raise ValueError(msg)
 
     @property

@@ -66,3 +66,42 @@ def plot_run(metrics: dict[str, Any], output: Path) -> list[Path]:
         plot_state_dims(metrics, output / "state_dims.png"),
         plot_metric_over_time({"run": metrics}, output / "val_metric_over_time.png"),
     ]
+
+
+def plot_metric_vs_dim(summary: list[dict[str, Any]], path: Path) -> Path:
+    """Test metric (mean, std over seeds as error bars) against the final total state dim,
+    one series per arm (``name``) across tolerances (``summary`` as in comparison.json)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in dict.fromkeys(row["name"] for row in summary):
+        points = sorted((row["total_state_dim"], row["mean"], row["std"]) for row in summary if row["name"] == name)
+        x, y, err = zip(*points, strict=True)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
+    ax.set(xlabel="final total state dim", ylabel=summary[0]["metric"].replace("_", " "), title="test metric vs state dim")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_hsv_comparison(runs: dict[str, dict[str, Any]], path: Path) -> Path:
+    """One panel per layer: the HSV spectra of several runs (label -> metrics). A run whose
+    label starts with "compressm" shows its spectra at step 0 and at each reduction; the
+    others their spectrum at the end of training."""
+    layers = list(next(iter(runs.values()))["hsv_history"][0]["hsv"])
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.8 * len(layers), 3.8), squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        for label, metrics in runs.items():
+            history = metrics["hsv_history"]
+            snapshots = history[:-1] if label.startswith("compressm") else history[-1:]
+            for snapshot in snapshots:
+                if layer in snapshot["hsv"]:
+                    values = [max(v, 1e-16) for v in snapshot["hsv"][layer]]
+                    style = "--" if label.startswith("compressm") else "-"
+                    ax.semilogy(range(1, len(values) + 1), values, style, label=f"{label}, step {snapshot['step']}")
+        ax.set(title=layer, xlabel="index", ylabel="Hankel singular value")
+    axes[0][-1].legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
