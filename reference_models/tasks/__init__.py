@@ -9,6 +9,11 @@
 from .batching import batches
 from .dataset import SequenceDataset, TrueSystem
 from .digits_task import load_digits
+from .lra_aan import load_aan
+from .lra_imdb import load_imdb
+from .lra_listops import LISTOPS_TOKENS, load_listops
+from .lra_pathfinder import load_pathfinder
+from .lra_tokens import OneHotTokens
 from .mnist1d_task import load_mnist1d
 from .registry import TASKS, load_task
 from .scifar_task import load_scifar
@@ -17,12 +22,18 @@ from .smnist_task import load_smnist
 from .sysid_task import load_sysid, random_stable_system, simulate
 
 __all__ = [
+    "LISTOPS_TOKENS",
     "TASKS",
+    "OneHotTokens",
     "SequenceDataset",
     "TrueSystem",
     "batches",
+    "load_aan",
     "load_digits",
+    "load_imdb",
+    "load_listops",
     "load_mnist1d",
+    "load_pathfinder",
     "load_scifar",
     "load_selective_copying",
     "load_smnist",

@@ -9,6 +9,10 @@ from typing import Any
 
 from .dataset import SequenceDataset
 from .digits_task import load_digits
+from .lra_aan import load_aan
+from .lra_imdb import load_imdb
+from .lra_listops import load_listops
+from .lra_pathfinder import load_pathfinder
 from .mnist1d_task import load_mnist1d
 from .scifar_task import load_scifar
 from .selective_copying import load_selective_copying
@@ -22,6 +26,10 @@ LOADERS: dict[str, Callable[..., SequenceDataset]] = {
     "smnist": load_smnist,
     "scifar": load_scifar,
     "selective_copying": load_selective_copying,
+    "listops": load_listops,
+    "imdb": load_imdb,
+    "aan": load_aan,
+    "pathfinder": load_pathfinder,
 }
 TASKS = tuple(LOADERS)
 
@@ -32,7 +40,8 @@ def load_task(
     """The task ``name`` (one of ``TASKS``) as a ``SequenceDataset``.
 
     ``seed`` makes every random choice (splits, subsets, generated data); ``data_dir`` is
-    the local folder of "smnist" and "scifar"; ``options`` are the task's own keyword
+    the local folder of "smnist", "scifar" and the LRA tasks
+    ("listops", "imdb", "aan", "pathfinder"); ``options`` are the task's own keyword
     arguments (see ``load_<name>``), e.g. ``max_train=1000`` or ``order=4``.
     """
     if name not in LOADERS:

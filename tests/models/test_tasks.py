@@ -47,7 +47,10 @@ def assert_same_arrays(a: SequenceDataset, b: SequenceDataset) -> None:
 def test_unknown_task_lists_the_choices():
     with pytest.raises(ValueError, match="`task` 'foo' is unknown; choose one of: mnist1d, digits"):
         load_task("foo")
-    assert set(TASKS) == {"mnist1d", "digits", "sysid", "smnist", "scifar", "selective_copying"}
+    assert set(TASKS) == {
+        *("mnist1d", "digits", "sysid", "smnist", "scifar", "selective_copying"),
+        *("listops", "imdb", "aan", "pathfinder"),
+    }
 
 
 def test_unknown_option_is_named():
