@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .tasks import TASKS
-from .train.config import BACKENDS, GRAMIANS, MODELS, TrainConfig
+from .train.config import ARMS, BACKENDS, DEFAULT_ARMS, GRAMIANS, MODELS, TrainConfig
 
 #: The demo: ``compare`` on MNIST-1D with settings that finish in about 5 minutes on 2 CPU cores.
 #: Checks start at step 100, once the model is above chance: before that the validation
@@ -94,7 +94,46 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         data_dir=args.data_dir,
         max_train=args.max_train,
+        **_objective_options(args),
     )
+
+
+def _add_objective_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--hnn-weight", type=float, default=TrainConfig().hnn_weight, help="Hankel nuclear norm penalty weight")
+    add("--distill-weight", type=float, default=TrainConfig().distill_weight, help="distillation: soft-loss weight")
+    add("--temperature", type=float, default=TrainConfig().distill_temperature, help="distillation temperature")
+    add("--teacher", default=None, help="distillation: the teacher's checkpoint (model.safetensors)")
+
+
+def _objective_options(args: argparse.Namespace) -> dict:
+    """The trainer's HNN and distillation options (``train``; ``compare`` sets them per arm)."""
+    if args.command != "train":
+        return {}
+    return {
+        "hnn_weight": args.hnn_weight,
+        "distill_weight": args.distill_weight,
+        "distill_temperature": args.temperature,
+        "teacher": args.teacher,
+    }
+
+
+def _add_arm_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--arms", nargs="+", choices=ARMS, default=list(DEFAULT_ARMS), metavar="ARM",
+        help=f"arms to run ('full' always runs; arms bring the arms they need): {', '.join(ARMS)}")
+    add("--taus", type=float, nargs="+", default=None, help="tolerances to compare (default: --tau)")
+    add("--hnn-weight", type=float, default=None, help="hnn arm: weight of the HSV-sum penalty")
+    add("--distill-weight", type=float, default=None, help="distill arm: soft-loss weight")
+    add("--temperature", type=float, default=None, help="distill arm: temperature")
+
+
+def _arm_options(args: argparse.Namespace):  # -> ArmOptions, imported after argument parsing
+    """The baseline arms' settings given on the command line (defaults: ``ArmOptions``)."""
+    from .train.comparison import ArmOptions  # heavy import, after argument parsing
+
+    given = {"hnn_weight": args.hnn_weight, "distill_weight": args.distill_weight, "distill_temperature": args.temperature}
+    return ArmOptions(**{name: value for name, value in given.items() if value is not None})
 
 
 def _output_folder(args: argparse.Namespace, default: str) -> Path:
@@ -113,11 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one model (compressing unless --no-compress)")
     _add_run_options(train, TrainConfig())
-    compare = commands.add_parser("compare", help="full vs CompreSSM vs small-from-scratch")
+    _add_objective_options(train)
+    compare = commands.add_parser("compare", help="CompreSSM against baselines, over seeds and tolerances")
     _add_run_options(compare, TrainConfig())
+    _add_arm_options(compare)
     compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     demo = commands.add_parser("demo", help="`compare` on MNIST-1D with defaults for ~5 minutes on 2 cores")
     _add_run_options(demo, DEMO)
+    _add_arm_options(demo)
     demo.add_argument("--seeds", type=int, nargs="+", default=[0])
     return parser
 
@@ -136,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
         else:
             output = _output_folder(args, args.command)
-            print(compare(config, output, seeds=tuple(args.seeds), progress=not args.quiet))
+            print(compare(
+                config, output, seeds=tuple(args.seeds), arms=args.arms, taus=args.taus,
+                options=_arm_options(args), progress=not args.quiet,
+            ))
             print(f"\ntables, metrics, checkpoints and plots in {output}")
     except ValueError as error:
         print(f"compressm: error: {error}", file=sys.stderr)
