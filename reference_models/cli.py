@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .train.run import compare, run_and_save  # heavy imports after argument parsing
+    from .train.run import compare, is_main_process, run_and_save  # heavy imports after argument parsing
 
     try:
         config = _config(args)
@@ -175,14 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             metrics = run_and_save(config, output, progress=not args.quiet)
             metric = next(key for key in metrics if key.startswith("test_"))
             dims = metrics["final_state_dims"]
-            print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
+            if is_main_process(config.backend):
+                print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
         else:
             output = _output_folder(args, args.command)
-            print(compare(
+            table = compare(
                 config, output, seeds=tuple(args.seeds), arms=args.arms, taus=args.taus,
                 options=_arm_options(args), progress=not args.quiet,
-            ))
-            print(f"\ntables, metrics, checkpoints and plots in {output}")
+            )
+            if is_main_process(config.backend):
+                print(f"{table}\n\ntables, metrics, checkpoints and plots in {output}")
     except ValueError as error:
         print(f"compressm: error: {error}", file=sys.stderr)
         return 2

@@ -22,15 +22,26 @@ def _trainer(backend: str) -> Any:
     return jax_trainer
 
 
+def is_main_process(backend: str) -> bool:
+    """Whether this process writes: every process but ranks > 0 of a ``torchrun`` launch."""
+    if backend != "torch":
+        return True
+    from .distributed import is_main_process as torch_is_main
+
+    return torch_is_main()
+
+
 def run_and_save(config: TrainConfig, output: Path, *, progress: bool = True, data: Any = None) -> dict[str, Any]:
-    """Train ``config``, then write ``output``/metrics.json, model.safetensors and PNG plots."""
+    """Train ``config``, then write ``output``/metrics.json, model.safetensors and PNG plots
+    (only rank 0 of a ``torchrun`` launch writes; every rank returns the metrics)."""
     output.mkdir(parents=True, exist_ok=True)
     trainer = _trainer(config.backend)
     model, record = trainer.train(config, data=data, progress=progress)
     metrics = record.metrics()
-    trainer.save_model(model, output / "model.safetensors")
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_run(metrics, output)
+    if is_main_process(config.backend):
+        trainer.save_model(model, output / "model.safetensors")
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_run(metrics, output)
     return metrics
 
 
@@ -49,5 +60,6 @@ def compare(
     ``output``/comparison.md, comparison.json and plots, return the table (see
     ``comparison.run_comparison``)."""
     return run_comparison(
-        config, output, run_and_save, arms=arms, taus=taus, seeds=seeds, options=options, progress=progress
+        config, output, run_and_save, arms=arms, taus=taus, seeds=seeds, options=options, progress=progress,
+        write=is_main_process(config.backend)
     )

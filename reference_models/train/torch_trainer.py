@@ -18,6 +18,7 @@ from ..tasks import SequenceDataset, batches, load_task
 from ..torch_models import SequenceModel
 from .checkpoint_torch import save_model
 from .config import TrainConfig
+from .distributed import DataParallel
 from .record import RunRecord
 from .torch_objectives import training_objective
 
@@ -78,9 +79,10 @@ def loss_and_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: st
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, batch_size: int = 512) -> float:
     """Accuracy (classification) or mean squared error (regression) over a whole split."""
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     for xb, yb in batches(x, y, batch_size, shuffle=False):
-        _, metric = loss_and_metric(model, torch.from_numpy(xb), torch.from_numpy(yb), kind)
+        _, metric = loss_and_metric(model, torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device), kind)
         total += metric * len(xb)
         count += len(xb)
     model.train()
@@ -98,23 +100,28 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     compressor = ct.Compressor(config.schedule(metric_mode=metric_mode), gramians=config.gramians, seed=config.seed) if config.compresses else None
     record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.reducible_layers(model)])
     record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians))
+    parallel = DataParallel.from_environment(config.batch_size)  # under torchrun: DDP, one batch shard per rank
+    model.to(parallel.device)
+    compressor = parallel.compressor(compressor)
+    trained = parallel.wrap(model)
     train_batches = _endless_batches(data.x_train, data.y_train, config.batch_size, config.seed)
-    validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
-    bar = tqdm(range(config.steps), disable=not progress, desc=f"{config.model} {config.task}", unit="step")
+    validate = lambda m: parallel.evaluate(evaluate, m, data.x_val, data.y_val, kind)  # noqa: E731
+    bar = tqdm(range(config.steps), disable=not progress or not parallel.is_main, desc=f"{config.model} {config.task}", unit="step")
     objective = training_objective(config, kind, partial(loss_and_metric, kind=kind))  # HNN, distillation
     start = time.perf_counter()
     for step in bar:
-        xb, yb = next(train_batches)
+        xb, yb = parallel.shard(*next(train_batches))
         factor = learning_rate_factor(step, config)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        loss, metric = objective(model, torch.from_numpy(xb), torch.from_numpy(yb))
+        loss, metric = objective(trained, torch.from_numpy(xb).to(parallel.device), torch.from_numpy(yb).to(parallel.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if compressor is not None:
             events_before, tick = len(compressor.events), time.perf_counter()
-            model, optimizer = compressor.step(step + 1, model, optimizer, validate)
+            trained, optimizer = compressor.step(step + 1, trained, optimizer, validate)
+            model = parallel.unwrap(trained)
             record.reduction_seconds += time.perf_counter() - tick
             for event in compressor.events[events_before:]:
                 record.reduction_event(event)
@@ -122,7 +129,7 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
             dims = [layer.state_dim for _, layer in ct.reducible_layers(model)]
             record.evaluation(step + 1, time.perf_counter() - start, validate(model), dims)
         bar.set_postfix(loss=f"{loss.item():.3f}", metric=f"{metric:.3f}", dims=",".join(str(d) for d in record.current_dims))
-    record.finish(time.perf_counter() - start, evaluate(model, data.x_test, data.y_test, kind))
+    record.finish(time.perf_counter() - start, parallel.evaluate(evaluate, model, data.x_test, data.y_test, kind))
     record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians))
     return model, record
 
