@@ -49,8 +49,9 @@ def selective_layers(model: nn.Module) -> list[tuple[str, ReducibleSelectiveSSM]
 
 @torch.no_grad()
 def layer_inputs(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
-    """What each selective layer receives when ``model`` runs on ``calibration`` (batch, L, d_input),
-    read by forward pre-hooks during one forward pass in eval mode (the mode is restored)."""
+    """What each selective layer receives when ``model`` runs on ``calibration`` (batch, L, d_input;
+    moved to the model's device), read by forward pre-hooks during one forward pass in eval
+    mode (the mode is restored)."""
     layers = selective_layers(model)
     captured: dict[str, Tensor] = {}
     hooks = [
@@ -60,9 +61,10 @@ def layer_inputs(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
         for name, layer in layers
     ]
     training = model.training
+    parameter = next(model.parameters(), None)
     try:
         model.eval()
-        model(calibration)
+        model(calibration if parameter is None else calibration.to(parameter.device))
     finally:
         model.train(training)
         for hook in hooks:

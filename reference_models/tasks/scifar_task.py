@@ -1,30 +1,38 @@
-"""Sequential CIFAR-10 from a local folder (binary batches or image folders); nothing is downloaded."""
+"""Sequential CIFAR-10 from a local folder (binary or Python batches, or image folders); nothing is downloaded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .cifar_format import NUM_CLASSES, read_cifar_binary, read_image_folder
+from .cifar_format import NUM_CLASSES, read_cifar_binary, read_cifar_pickle, read_image_folder
 from .dataset import SequenceDataset
 from .local_files import existing_dir
 from .splits import check_fraction, check_positive, split_off, standardise, take_at_most
 
 BINARY_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 BINARY_TEST_FILE = "test_batch.bin"
+PYTHON_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+PYTHON_TEST_FILE = "test_batch"
 GRAYSCALE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as torchvision
 LocalCifar = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 EXPECTED = (
-    "cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin, or train/<class>/*.png and "
-    "test/<class>/*.png"
+    "cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin, cifar-10-batches-py/"
+    "{data_batch_1..5,test_batch}, or train/<class>/*.png and test/<class>/*.png"
 )
 
 
-def _read_binary(folder: Path) -> LocalCifar:
-    """The five training batches and the test batch of ``folder``."""
-    train = [read_cifar_binary(folder / name) for name in BINARY_TRAIN_FILES]
-    x_test, y_test = read_cifar_binary(folder / BINARY_TEST_FILE)
+def _read_batches(
+    folder: Path,
+    reader: Callable[[Path], tuple[np.ndarray, np.ndarray]],
+    train_files: tuple[str, ...],
+    test_file: str,
+) -> LocalCifar:
+    """The five training batches and the test batch of ``folder``, read by ``reader``."""
+    train = [reader(folder / name) for name in train_files]
+    x_test, y_test = reader(folder / test_file)
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
     return x_train, y_train, x_test, y_test, NUM_CLASSES
@@ -49,7 +57,10 @@ def _read_local_cifar(data_dir: Path) -> LocalCifar:
     """uint8 x_train, int64 y_train, x_test, y_test (pixel sequences (N, L, 3)), num_classes."""
     for folder in (data_dir / "cifar-10-batches-bin", data_dir):
         if (folder / BINARY_TEST_FILE).is_file():
-            return _read_binary(folder)
+            return _read_batches(folder, read_cifar_binary, BINARY_TRAIN_FILES, BINARY_TEST_FILE)
+    for folder in (data_dir / "cifar-10-batches-py", data_dir):
+        if (folder / PYTHON_TEST_FILE).is_file():
+            return _read_batches(folder, read_cifar_pickle, PYTHON_TRAIN_FILES, PYTHON_TEST_FILE)
     if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
         return _read_folders(data_dir)
     raise ValueError(f"`data_dir` {data_dir} holds none of: {EXPECTED}")

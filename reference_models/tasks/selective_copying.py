@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dataset import SequenceDataset
-from .splits import check_fraction, check_positive, split_off
+from .splits import check_fraction, check_positive, split_off, take_at_most
 
 
 def _token_sequences(
@@ -47,9 +47,11 @@ def load_selective_copying(
     num_samples: int = 2000,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
+    max_train: int | None = None,
 ) -> SequenceDataset:
     """``num_samples`` selective-copying sequences (module docstring), split by ``seed`` into
-    test (``test_fraction``), validation (``val_fraction`` of the rest) and training parts.
+    test (``test_fraction``), validation (``val_fraction`` of the rest) and training parts;
+    at most ``max_train`` training sequences are kept.
 
     ``length`` counts every step, markers included, and must be at least 2 * num_memorize.
     """
@@ -67,6 +69,7 @@ def load_selective_copying(
         )
     check_fraction("val_fraction", val_fraction)
     check_fraction("test_fraction", test_fraction)
+    check_positive("max_train", max_train, allow_none=True)
     rng = np.random.default_rng(seed)
     ids, data_tokens = _token_sequences(num_samples, length, num_tokens, num_memorize, rng)
     x = np.eye(num_tokens + 2, dtype=np.float32)[ids]
@@ -74,6 +77,7 @@ def load_selective_copying(
     y[:, length - num_memorize :] = np.eye(num_tokens, dtype=np.float32)[data_tokens]
     x_pool, y_pool, x_test, y_test = split_off(x, y, test_fraction, rng)
     x_train, y_train, x_val, y_val = split_off(x_pool, y_pool, val_fraction, rng)
+    x_train, y_train = take_at_most(x_train, y_train, max_train, rng)
     return SequenceDataset(
         "selective_copying", "regression", x_train, y_train, x_val, y_val, x_test, y_test
     )

@@ -1,4 +1,9 @@
-"""Sequential (and permuted) MNIST from the IDX files in a local folder; nothing is downloaded."""
+"""Sequential (and permuted) MNIST from a local folder; nothing is downloaded.
+
+The folder holds the IDX files MNIST ships as (``train-images-idx3-ubyte`` etc., maybe
+gzipped), directly or in torchvision's ``MNIST/raw``; or PNG image folders in torchvision
+``ImageFolder`` style, ``train/<digit>/*.png`` and ``test/<digit>/*.png``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cifar_format import read_image_folder
 from .dataset import SequenceDataset
 from .idx_format import read_idx
 from .local_files import existing_dir
@@ -18,21 +24,32 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 PERMUTATION_SEED = 0  # one fixed pixel order for permuted MNIST, whatever the `seed`
+DIGITS = [str(d) for d in range(10)]
 
 
-def _find_idx_file(data_dir: Path, stem: str) -> Path:
+def _find_idx_file(data_dir: Path, stem: str) -> Path | None:
     """``stem`` or ``stem.gz`` in ``data_dir`` or in torchvision's ``data_dir/MNIST/raw``."""
     for folder in (data_dir, data_dir / "MNIST" / "raw"):
         for name in (stem, f"{stem}.gz"):
             if (folder / name).is_file():
                 return folder / name
-    raise ValueError(f"`data_dir` {data_dir} has no {stem} (nor {stem}.gz, nor under MNIST/raw)")
+    return None
+
+
+def _require_idx_file(data_dir: Path, stem: str) -> Path:
+    path = _find_idx_file(data_dir, stem)
+    if path is None:
+        raise ValueError(
+            f"`data_dir` {data_dir} has no {stem} (nor {stem}.gz, nor under MNIST/raw), "
+            "and no train/<digit>/*.png and test/<digit>/*.png image folders"
+        )
+    return path
 
 
 def _read_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, H, W) and int64 labels (N,) of ``split`` ("train" or "test")."""
-    images_path = _find_idx_file(data_dir, IDX_FILES[f"{split}_images"])
-    labels_path = _find_idx_file(data_dir, IDX_FILES[f"{split}_labels"])
+    images_path = _require_idx_file(data_dir, IDX_FILES[f"{split}_images"])
+    labels_path = _require_idx_file(data_dir, IDX_FILES[f"{split}_labels"])
     images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
     if len(images) != len(labels):
         raise ValueError(
@@ -41,6 +58,16 @@ def _read_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and labels.max() > 9:
         raise ValueError(f"IDX file {labels_path} has label {labels.max()}, outside 0..9")
     return images, labels.astype(np.int64)
+
+
+def _read_local_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train images, labels, test images, labels, images uint8 (N, H, W) from IDX files, or
+    (N, H*W, 1) from grayscale image folders (read when there are no IDX files)."""
+    has_idx = _find_idx_file(data_dir, IDX_FILES["train_images"]) is not None
+    if not has_idx and (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
+        train = read_image_folder(data_dir / "train", DIGITS, mode="L")
+        return (*train, *read_image_folder(data_dir / "test", DIGITS, mode="L"))
+    return (*_read_split(data_dir, "train"), *_read_split(data_dir, "test"))
 
 
 def load_smnist(
@@ -60,9 +87,10 @@ def load_smnist(
     check_fraction("val_fraction", val_fraction)
     check_positive("max_train", max_train, allow_none=True)
     check_positive("max_test", max_test, allow_none=True)
-    folder = existing_dir(data_dir, "smnist", "the MNIST IDX files")
-    train_images, train_labels = _read_split(folder, "train")
-    test_images, test_labels = _read_split(folder, "test")
+    folder = existing_dir(
+        data_dir, "smnist", "the MNIST IDX files or train/ and test/ digit folders"
+    )
+    train_images, train_labels, test_images, test_labels = _read_local_mnist(folder)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise ValueError(
             f"`data_dir` {folder}: train images are {train_images.shape[1:]}, "

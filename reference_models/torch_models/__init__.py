@@ -8,12 +8,16 @@ from .lru import LRU
 from .model import SequenceBatchNorm, SequenceModel, SSMBlock
 from .s5 import S5
 from .scan import diagonal_scan, sequential_scan
+from .selective import SelectiveBlock, SelectiveSequenceModel, SelectiveSSM
 
 __all__ = [
     "LRU",
     "S5",
     "SSMBlock",
     "SequenceBatchNorm",
+    "SelectiveBlock",
+    "SelectiveSSM",
+    "SelectiveSequenceModel",
     "SequenceModel",
     "diagonal_scan",
     "sequential_scan",

@@ -248,9 +248,11 @@ class SelectiveSequenceModel(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this architecture, with the current
-        per-layer ``state_dims`` (they change when layers are reduced); see ``from_config``."""
+        per-layer ``state_dims`` (they change when layers are reduced) and ``layer``
+        "selective" (which tells checkpoints apart from LRU/S5 ones); see ``from_config``."""
         state_dims = [layer.state_dim for _, layer in self.selective_layers()]
         return {
+            "layer": "selective",
             **copy.deepcopy(self._options),
             "n_layers": len(state_dims),
             "state_dims": state_dims,
@@ -259,7 +261,7 @@ class SelectiveSequenceModel(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SelectiveSequenceModel:
         """A freshly initialised model of the architecture ``config`` describes."""
-        options = dict(config)
+        options = {key: value for key, value in config.items() if key != "layer"}
         return cls(state_dim=options.pop("state_dims"), **options)
 
     def forward(self, u: Tensor) -> Tensor:

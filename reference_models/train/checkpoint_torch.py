@@ -8,22 +8,23 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from ..torch_models import SequenceModel
+from ..torch_models import SelectiveSequenceModel, SequenceModel
 from .checkpoint import read_checkpoint
 
 
-def save_model(model: SequenceModel, path: str | Path) -> Path:
+def save_model(model: SequenceModel | SelectiveSequenceModel, path: str | Path) -> Path:
     path = Path(path)
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(model.config)})
     return path
 
 
-def load_model(path: str | Path) -> SequenceModel:
+def load_model(path: str | Path) -> SequenceModel | SelectiveSequenceModel:
     """The model stored at ``path`` (written by either backend); ValueError naming the file
     when it is not such a checkpoint or does not fit its recorded architecture."""
     config, state = read_checkpoint(path, "pt")
-    model = SequenceModel.from_config(config)
+    architecture = SelectiveSequenceModel if config.get("layer") == "selective" else SequenceModel
+    model = architecture.from_config(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

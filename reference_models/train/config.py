@@ -12,7 +12,7 @@ from compressm_core.schedule import ReductionSchedule
 from ..tasks import TASKS
 
 BACKENDS = ("torch", "jax")
-MODELS = ("lru", "s5")
+MODELS = ("lru", "s5", "selective")
 GRAMIANS = ("complex", "real_output")
 #: The arms of ``compressm compare`` (see ``comparison``) and the default ones.
 ARMS = ("full", "compressm", "small", "hnn", "distill", "truncate", "truncate_dims", "smallest", "random")
@@ -46,6 +46,7 @@ class TrainConfig:
     rollback_tolerance: float = 0.02
     selection: str = "largest"
     gramians: str = "complex"
+    calibration_size: int = 32
     eval_every: int = 100
     seed: int = 0
     data_dir: str | None = None
@@ -60,7 +61,10 @@ class TrainConfig:
         _choice("backend", self.backend, BACKENDS)
         _choice("model", self.model, MODELS)
         _choice("gramians", self.gramians, GRAMIANS)
-        for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "reduce_every"):
+        if self.model == "selective" and self.gramians != "complex":
+            msg = f"`gramians` {self.gramians!r} needs a time-invariant model; selective layers rank states by energy (use 'complex')"
+            raise ValueError(msg)
+        for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "reduce_every", "calibration_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 msg = f"`{name}` must be a positive integer, got {value!r}"
