@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 import compressm_torch as ct
 
 from ..tasks import SequenceDataset, batches, load_task
-from ..torch_models import SequenceModel
+from ..torch_models import SelectiveSequenceModel, SequenceModel
 from .checkpoint_torch import save_model
 from .config import TrainConfig
 from .distributed import DataParallel
@@ -23,23 +23,34 @@ from .record import RunRecord
 from .torch_objectives import training_objective
 
 
-def build_model(config: TrainConfig, data: SequenceDataset) -> SequenceModel:
+def build_model(config: TrainConfig, data: SequenceDataset) -> SequenceModel | SelectiveSequenceModel:
     classification = data.kind == "classification"
+    d_output = data.num_classes if classification else data.d_output
+    state_dim = config.state_dim if isinstance(config.state_dim, int) else list(config.state_dim)
+    pooling = "mean" if classification else "none"
+    if config.model == "selective":
+        return SelectiveSequenceModel(data.d_input, d_output, config.d_model, state_dim, config.n_layers, pooling=pooling)
     return SequenceModel(
         d_input=data.d_input,
-        d_output=data.num_classes if classification else data.d_output,
+        d_output=d_output,
         d_model=config.d_model,
-        state_dim=config.state_dim if isinstance(config.state_dim, int) else list(config.state_dim),
+        state_dim=state_dim,
         n_layers=config.n_layers,
         layer=config.model,
-        pooling="mean" if classification else "none",
+        pooling=pooling,
         dropout=config.dropout,
     )
 
 
+def calibration_batch(config: TrainConfig, data: SequenceDataset) -> torch.Tensor | None:
+    """The first ``calibration_size`` training sequences, on which selective layers' Gramians
+    are computed at every reduction check; None for time-invariant models (not needed)."""
+    return torch.from_numpy(data.x_train[: config.calibration_size]) if config.model == "selective" else None
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; SSM parameters get ``ssm_lr_factor * lr`` and no weight decay (LRU practice)."""
-    ssm_names = {name for name, _ in ct.reducible_layers(model)}
+    ssm_names = {name for name, _ in ct.compressible_layers(model)}
     ssm, other = [], []
     for name, param in model.named_parameters():
         (ssm if name.rpartition(".")[0] in ssm_names else other).append(param)
@@ -72,7 +83,7 @@ def loss_and_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: st
         loss = nn.functional.cross_entropy(output, y)
         return loss, float((output.argmax(-1) == y).float().mean())
     loss = nn.functional.mse_loss(output, y)
-    return loss, float(loss)
+    return loss, float(loss.detach())
 
 
 @torch.no_grad()
@@ -97,9 +108,10 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     metric_mode = "max" if kind == "classification" else "min"
     model = build_model(config, data)
     optimizer = build_optimizer(model, config)
-    compressor = ct.Compressor(config.schedule(metric_mode=metric_mode), gramians=config.gramians, seed=config.seed) if config.compresses else None
-    record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.reducible_layers(model)])
-    record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians))
+    calibration = calibration_batch(config, data)
+    compressor = ct.Compressor(config.schedule(metric_mode=metric_mode), gramians=config.gramians, seed=config.seed, calibration=calibration) if config.compresses else None
+    record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.compressible_layers(model)])
+    record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
     parallel = DataParallel.from_environment(config.batch_size)  # under torchrun: DDP, one batch shard per rank
     model.to(parallel.device)
     compressor = parallel.compressor(compressor)
@@ -126,11 +138,11 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
             for event in compressor.events[events_before:]:
                 record.reduction_event(event)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            dims = [layer.state_dim for _, layer in ct.reducible_layers(model)]
+            dims = [layer.state_dim for _, layer in ct.compressible_layers(model)]
             record.evaluation(step + 1, time.perf_counter() - start, validate(model), dims)
         bar.set_postfix(loss=f"{loss.item():.3f}", metric=f"{metric:.3f}", dims=",".join(str(d) for d in record.current_dims))
     record.finish(time.perf_counter() - start, parallel.evaluate(evaluate, model, data.x_test, data.y_test, kind))
-    record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians))
+    record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
     return model, record
 
 
