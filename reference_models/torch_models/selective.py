@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._indices import checked_state_indices
 from .scan import diagonal_scan
 
 POOLINGS = ("mean", "last", "none")
@@ -36,27 +36,6 @@ POOLINGS = ("mean", "last", "none")
 def _inverse_softplus(x: Tensor) -> Tensor:
     """The y with softplus(y) = x, for x > 0."""
     return x + torch.log(-torch.expm1(-x))
-
-
-def _checked_indices(keep: Sequence[int], state_dim: int) -> list[int]:
-    """``keep`` as a list of ints; ValueError unless it is non-empty, unique and in range."""
-    try:
-        indices = [operator.index(i) for i in keep]
-    except TypeError as error:
-        msg = f"`keep` must be a sequence of ints, got {keep!r}"
-        raise ValueError(msg) from error
-    if not indices:
-        msg = "`keep` is empty; keep at least one state index"
-        raise ValueError(msg)
-    outside = [i for i in indices if not 0 <= i < state_dim]
-    if outside:
-        msg = f"`keep` has indices {outside} outside [0, state_dim={state_dim})"
-        raise ValueError(msg)
-    if len(set(indices)) != len(indices):
-        repeated = sorted({i for i in indices if indices.count(i) > 1})
-        msg = f"`keep` repeats the indices {repeated}"
-        raise ValueError(msg)
-    return indices
 
 
 class SelectiveSSM(nn.Module):
@@ -139,7 +118,9 @@ class SelectiveSSM(nn.Module):
 
         Raises ValueError when ``keep`` is empty, repeats an index or leaves [0, N).
         """
-        indices = torch.tensor(_checked_indices(keep, self.state_dim), device=self.A_log.device)
+        indices = torch.tensor(
+            checked_state_indices(keep, self.state_dim), device=self.A_log.device
+        )
         n = self.state_dim
         x_rows = torch.cat(
             [

@@ -1,0 +1,28 @@
+"""Framework-free checks shared by the PyTorch and JAX reference models."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+
+
+def checked_state_indices(keep: Iterable[int], state_dim: int) -> list[int]:
+    """``keep`` as a list of Python ints; ValueError unless it is non-empty, unique and in
+    ``[0, state_dim)``. Integer NumPy, PyTorch and JAX scalars are accepted (``__index__``)."""
+    try:
+        indices = [operator.index(i) for i in keep]
+    except TypeError as error:
+        msg = f"`keep` must be a sequence of ints, got {keep!r}"
+        raise ValueError(msg) from error
+    if not indices:
+        msg = "`keep` is empty; keep at least one state index"
+        raise ValueError(msg)
+    outside = [i for i in indices if not 0 <= i < state_dim]
+    if outside:
+        msg = f"`keep` has indices {outside} outside [0, state_dim={state_dim})"
+        raise ValueError(msg)
+    if len(set(indices)) != len(indices):
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        msg = f"`keep` repeats the indices {repeated}"
+        raise ValueError(msg)
+    return indices
