@@ -1,4 +1,5 @@
-"""JAX (Equinox) reference models: LRU and S5 layers that ``compressm_jax`` can shrink.
+"""JAX (Equinox) reference models: LRU and S5 layers that ``compressm_jax`` can shrink, and a
+selective (Mamba-style) model whose layers shrink by state selection.
 
 >>> import jax
 >>> from reference_models.jax_models import SequenceModel, ssm_layer_paths
@@ -12,12 +13,16 @@ from .model import LAYERS, SequenceModel, SSMBlock, model_config, model_from_con
 from .parameters import load_state_dict, ssm_layer_paths, state_dict, with_ssm_layers
 from .s5 import S5
 from .scan import diagonal_scan, sequential_scan
+from .selective import SelectiveBlock, SelectiveSequenceModel, SelectiveSSM
 
 __all__ = [
     "LAYERS",
     "LRU",
     "S5",
     "SSMBlock",
+    "SelectiveBlock",
+    "SelectiveSSM",
+    "SelectiveSequenceModel",
     "SequenceModel",
     "diagonal_scan",
     "load_state_dict",
