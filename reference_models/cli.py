@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .tasks import TASKS
 from .train.config import ARMS, BACKENDS, DEFAULT_ARMS, GRAMIANS, MODELS, TrainConfig
+from .train.presets import PRESETS
 
 #: The demo: ``compare`` on MNIST-1D with settings that finish in about 5 minutes on 2 CPU cores.
 #: Checks start at step 100, once the model is above chance: before that the validation
@@ -38,10 +39,12 @@ DEMO = TrainConfig(
 
 def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     add = parser.add_argument
+    add("--preset", choices=PRESETS, default=None, metavar="NAME",
+        help="start from a paper preset (e.g. smnist-tau0.01, see reference_models/train/presets.py); other options override it")
     add("--backend", choices=BACKENDS, default=defaults.backend)
     add("--model", choices=MODELS, default=defaults.model, help="SSM layer type")
     add("--task", choices=TASKS, default=defaults.task)
-    add("--data-dir", default=None, help="local data folder (smnist, scifar)")
+    add("--data-dir", default=None, help="local data folder (smnist, scifar, listops, imdb, aan, pathfinder)")
     add("--max-train", type=int, default=None, help="use at most this many training sequences")
     add("--steps", type=int, default=defaults.steps, help="training steps")
     add("--batch-size", type=int, default=defaults.batch_size)
@@ -69,7 +72,8 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
+    base = PRESETS[args.preset] if args.preset else TrainConfig()  # keeps what has no option
+    return base.replace(
         task=args.task,
         backend=args.backend,
         model=args.model,
@@ -147,14 +151,23 @@ def _output_folder(args: argparse.Namespace, default: str) -> Path:
     return output
 
 
-def _parser() -> argparse.ArgumentParser:
+def _preset_name(argv: list[str] | None) -> str | None:
+    """The ``--preset`` of ``argv``, read before the full parse so that it sets the defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default=None)
+    return pre.parse_known_args(argv)[0].preset
+
+
+def _parser(preset: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``train`` and ``compare`` take their defaults from ``PRESETS[preset]``."""
+    run_defaults = PRESETS.get(preset, TrainConfig())
     parser = argparse.ArgumentParser(prog="compressm", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one model (compressing unless --no-compress)")
-    _add_run_options(train, TrainConfig())
+    _add_run_options(train, run_defaults)
     _add_objective_options(train)
     compare = commands.add_parser("compare", help="CompreSSM against baselines, over seeds and tolerances")
-    _add_run_options(compare, TrainConfig())
+    _add_run_options(compare, run_defaults)
     _add_arm_options(compare)
     compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     demo = commands.add_parser("demo", help="`compare` on MNIST-1D with defaults for ~5 minutes on 2 cores")
@@ -165,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(_preset_name(argv)).parse_args(argv)
     from .train.run import compare, is_main_process, run_and_save  # heavy imports after argument parsing
 
     try:
