@@ -65,6 +65,8 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     add("--selection", choices=("largest", "smallest", "random"), default=defaults.selection)
     add("--gramians", choices=GRAMIANS, default=defaults.gramians)
     add("--eval-every", type=int, default=defaults.eval_every)
+    add("--hsv-every", type=int, default=defaults.hsv_every,
+        help="log every layer's HSVs every N steps and certify when the kept states settle (rank_stability in metrics.json)")
     add("--seed", type=int, default=defaults.seed)
     add("--output", type=Path, default=None, help="output folder (must be empty or new)")
     add("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
@@ -95,6 +97,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         selection=args.selection,
         gramians=args.gramians,
         eval_every=args.eval_every,
+        hsv_every=args.hsv_every,
         seed=args.seed,
         data_dir=args.data_dir,
         max_train=args.max_train,

@@ -48,6 +48,7 @@ class TrainConfig:
     gramians: str = "complex"
     calibration_size: int = 32
     eval_every: int = 100
+    hsv_every: int | None = None
     seed: int = 0
     data_dir: str | None = None
     max_train: int | None = None
@@ -82,6 +83,18 @@ class TrainConfig:
         if self.compresses:
             self.schedule(metric_mode="max")  # validates tau, mode, energy, window, selection
         self._check_baseline_options()
+        self._check_hsv_every()
+
+    def _check_hsv_every(self) -> None:
+        """Rank-stability logging (see ``stability``): PyTorch, time-invariant layers."""
+        if self.hsv_every is None:
+            return
+        if isinstance(self.hsv_every, bool) or not isinstance(self.hsv_every, int) or self.hsv_every <= 0:
+            msg = f"`hsv_every` must be a positive integer or None, got {self.hsv_every!r}"
+            raise ValueError(msg)
+        if self.backend != "torch" or self.model not in ("lru", "s5"):
+            msg = f"`hsv_every` needs backend 'torch' and model 'lru' or 's5', got backend={self.backend!r}, model={self.model!r}"
+            raise ValueError(msg)
 
     def _check_baseline_options(self) -> None:
         """HNN regularisation and distillation (PyTorch only; see ``torch_objectives``)."""

@@ -61,11 +61,16 @@ def plot_metric_over_time(runs: dict[str, dict[str, Any]], path: Path) -> Path:
 
 
 def plot_run(metrics: dict[str, Any], output: Path) -> list[Path]:
-    return [
+    from .stability import plot_rank_stability
+
+    paths = [
         plot_hsv_spectra(metrics, output / "hsv_spectra.png"),
         plot_state_dims(metrics, output / "state_dims.png"),
         plot_metric_over_time({"run": metrics}, output / "val_metric_over_time.png"),
     ]
+    if "rank_stability" in metrics:
+        paths.append(plot_rank_stability(metrics["rank_stability"], output / "rank_stability.png"))
+    return paths
 
 
 def plot_metric_vs_dim(summary: list[dict[str, Any]], path: Path) -> Path:

@@ -29,6 +29,7 @@ class RunRecord:
     reduction_seconds: float = 0.0
     wall_clock_s: float | None = None
     test_metric: float | None = None
+    rank_stability: dict | None = None  # ``StabilityLog.report``, when HSVs were logged
 
     @classmethod
     def start(cls, config: TrainConfig, kind: str, dims: list[int]) -> RunRecord:
@@ -87,5 +88,6 @@ class RunRecord:
             "rollbacks": self.rollbacks,
             "evaluations": self.evaluations,
             "hsv_history": self.hsv_history,
+            **({"rank_stability": self.rank_stability} if self.rank_stability is not None else {}),
             "config": self.config.to_dict(),
         }

@@ -20,6 +20,7 @@ from .checkpoint_torch import save_model
 from .config import TrainConfig
 from .distributed import DataParallel
 from .record import RunRecord
+from .stability import StabilityLog
 from .torch_objectives import training_objective
 
 
@@ -112,6 +113,10 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     compressor = ct.Compressor(config.schedule(metric_mode=metric_mode), gramians=config.gramians, seed=config.seed, calibration=calibration) if config.compresses else None
     record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.compressible_layers(model)])
     record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+    stability = StabilityLog(config.hsv_every, config.steps, ct.reducible_layers, config.gramians) if config.hsv_every else None
+    if stability is not None:
+        with torch.no_grad():
+            stability.observe(0, model)
     parallel = DataParallel.from_environment(config.batch_size)  # under torchrun: DDP, one batch shard per rank
     model.to(parallel.device)
     compressor = parallel.compressor(compressor)
@@ -130,6 +135,7 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        judged = model
         if compressor is not None:
             events_before, tick = len(compressor.events), time.perf_counter()
             trained, optimizer = compressor.step(step + 1, trained, optimizer, validate)
@@ -137,12 +143,17 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
             record.reduction_seconds += time.perf_counter() - tick
             for event in compressor.events[events_before:]:
                 record.reduction_event(event)
+        if stability is not None:
+            with torch.no_grad():
+                stability.observe(step + 1, judged, model if model is not judged else None)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             dims = [layer.state_dim for _, layer in ct.compressible_layers(model)]
             record.evaluation(step + 1, time.perf_counter() - start, validate(model), dims)
         bar.set_postfix(loss=f"{loss.item():.3f}", metric=f"{metric:.3f}", dims=",".join(str(d) for d in record.current_dims))
     record.finish(time.perf_counter() - start, parallel.evaluate(evaluate, model, data.x_test, data.y_test, kind))
     record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+    if stability is not None:
+        record.rank_stability = stability.report(config.schedule(metric_mode=metric_mode) if config.compresses else None)
     return model, record
 
 
