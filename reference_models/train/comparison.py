@@ -134,6 +134,10 @@ def run_comparison(
     Each run has its folder ``<arm>_seed<s>`` (``<arm>_tau<tau>_seed<s>`` with several taus).
     """
     arms = resolve_arms(arms)
+    torch_only = sorted({"hnn", "distill"} & set(arms))
+    if torch_only and config.backend != "torch":
+        msg = f"the arms {torch_only} need backend 'torch', got backend={config.backend!r}"
+        raise ValueError(msg)
     tolerances = _taus(config, taus, arms)
     options = options or ArmOptions()
     base = config.replace(hnn_weight=0.0, distill_weight=0.0, teacher=None)

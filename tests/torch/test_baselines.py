@@ -204,6 +204,8 @@ def test_arms_bring_the_arms_they_need_and_unknown_arms_are_refused():
         ArmOptions(hnn_weight=0.0)
     with pytest.raises(ValueError, match="need mode 'tolerance'"):
         compare(TINY.replace(mode="fixed", tau=None), None, arms=["truncate"])
+    with pytest.raises(ValueError, match="the arms \\['distill', 'hnn'\\] need backend 'torch'"):
+        compare(TINY.replace(backend="jax"), None, arms=["hnn", "distill", "truncate"])
 
 
 @pytest.fixture(scope="module")
