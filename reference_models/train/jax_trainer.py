@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import equinox as eqx
@@ -19,6 +20,7 @@ from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 import compressm_jax as cj
+from compressm_jax.sharding import ShardedCompressor, data_parallel_mesh, replicate, shard_batch
 
 from ..jax_models import SequenceModel, load_state_dict, model_config, model_from_config, state_dict
 from ..tasks import SequenceDataset, batches, load_task
@@ -105,8 +107,11 @@ def evaluate(model: eqx.Module, x: np.ndarray, y: np.ndarray, kind: str, batch_s
     return total / count
 
 
-def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress: bool = True):
-    """Run one configuration end to end; returns the final model and the run's record."""
+def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress: bool = True, devices: Sequence[jax.Device] | None = None):
+    """Run one configuration end to end; returns the final model and the run's record.
+
+    Data-parallel over ``devices`` (default: every device): each global batch is split over
+    them, parameters and Optax state are replicated (see ``compressm_jax.sharding``)."""
     data = data if data is not None else load_task(config.task, seed=config.seed, data_dir=config.data_dir, **config.task_options())
     kind = data.kind
     classification = kind == "classification"
@@ -115,10 +120,16 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     model = build_model(config, data, model_key)
     optimizer = build_optimizer(config)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    mesh = data_parallel_mesh(devices)
+    if config.batch_size % mesh.size:
+        msg = f"`batch_size` {config.batch_size} is not a multiple of the number of devices ({mesh.size})"
+        raise ValueError(msg)
+    model, opt_state = replicate((model, opt_state), mesh)
     compressor = None
     if config.compresses:
         schedule = config.schedule(metric_mode="max" if classification else "min")
         compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed)
+        compressor = ShardedCompressor.wrapping(compressor, mesh=mesh)  # reduced model re-replicated
     record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.reducible_layers(model)])
     record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians))
     rng = np.random.default_rng(config.seed)
@@ -127,7 +138,7 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     bar = tqdm(range(config.steps), disable=not progress, desc=f"{config.model} {config.task} (jax)", unit="step")
     start = time.perf_counter()
     for step in bar:
-        xb, yb = next(train_batches)
+        xb, yb = shard_batch(next(train_batches), mesh)
         key, step_key = jax.random.split(key)
         model, opt_state, loss, metric = _train_step(model, opt_state, optimizer, jnp.asarray(xb), jnp.asarray(yb), step_key, classification)
         if compressor is not None:
