@@ -110,9 +110,17 @@ class DistributedCompressor(Compressor):
 @torch.no_grad()
 def broadcast_module(module: nn.Module, group: dist.ProcessGroup | None = None) -> None:
     """Overwrite, in place on every rank, every parameter and buffer of ``module`` with the
-    group's rank 0 values (same names and shapes on every rank)."""
+    group's rank 0 values (same names and shapes on every rank): one flat broadcast per dtype."""
+    by_kind: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
     for _, tensor in sorted(module.state_dict(keep_vars=True).items()):
-        dist.broadcast(tensor.data, group=group, group_src=0)
+        by_kind.setdefault((tensor.dtype, tensor.device), []).append(tensor.data)
+    for tensors in by_kind.values():
+        flat = torch.cat([tensor.reshape(-1) for tensor in tensors])
+        dist.broadcast(flat, group=group, group_src=0)
+        offset = 0
+        for tensor in tensors:
+            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
 
 
 def _require_process_group() -> None:
