@@ -7,11 +7,13 @@ from .reduce import (
     Compressed,
     LayerReduction,
     compress,
+    compressible_layers,
     hankel_singular_values,
     reduce_layer,
     reducible_layers,
     replace_layers,
 )
+from .selective import ReducibleSelectiveSSM, selective_layers, state_energies
 
 __all__ = [
     "Compressed",
@@ -19,10 +21,14 @@ __all__ = [
     "Compressor",
     "LayerReduction",
     "ReducibleSSM",
+    "ReducibleSelectiveSSM",
     "compress",
+    "compressible_layers",
     "hankel_singular_values",
     "reduce_layer",
     "reducible_layers",
     "replace_layers",
+    "selective_layers",
+    "state_energies",
     "transfer_optimizer_state",
 ]

@@ -5,6 +5,9 @@
         model, opt_state = train_step(model, opt_state, batch)   # jitted; recompiles after a reduction
         model, opt_state, compressor = compressor.step(step, model, opt_state, evaluate)
 
+Models with selective (Mamba-style) layers need ``calibration``, a fixed batch of input
+sequences (batch, L, d_input) on which their time-varying Gramians are computed.
+
 A check step reads every layer's HSVs, plans ranks with the core's schedule policy,
 evaluates, compresses, evaluates again and keeps the old model and state (the inputs,
 never modified) when the metric fell by more than ``rollback_tolerance``; then it stops.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import optax
@@ -39,12 +43,13 @@ class Compressor:
     optimizer: optax.GradientTransformation
     gramians: Gramians = "complex"
     seed: int = 0
+    calibration: Any = None
     state: ScheduleState = dataclasses.field(default_factory=ScheduleState)
     events: tuple[CompressionEvent, ...] = ()
 
     def planned_ranks(self, model: eqx.Module) -> dict[str, int]:
         """The layers the schedule would reduce now, with their new ranks (HSV units)."""
-        hsvs = hankel_singular_values(model, gramians=self.gramians)
+        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration)
         return planned_ranks(self.schedule, {name: hsv.tolist() for name, hsv in hsvs.items()})
 
     def step(
@@ -69,12 +74,17 @@ class Compressor:
             selection=self.schedule.selection,
             gramians=self.gramians,
             seed=self.seed + step,
+            calibration=self.calibration,
         )
         metric_after = float(evaluate(compressed.model))
         rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
-        event = CompressionEvent(step, compressed.reductions, metric_before, metric_after, rolled_back)
+        event = CompressionEvent(
+            step, compressed.reductions, metric_before, metric_after, rolled_back
+        )
         following = dataclasses.replace(
-            self, state=after_reduction(self.state, rolled_back=rolled_back), events=(*self.events, event)
+            self,
+            state=after_reduction(self.state, rolled_back=rolled_back),
+            events=(*self.events, event),
         )
         if rolled_back:
             return model, opt_state, following

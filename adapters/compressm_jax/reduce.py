@@ -1,7 +1,9 @@
 """Read an Equinox model's SSM layers as core systems and shrink them: pure functions over pytrees.
 
-Nothing here knows LRU or S5 internals: layers are the pytree nodes that are
-``ReducibleSSM``s, read with ``ssm_system()`` and rebuilt with ``with_system()``.
+Nothing here knows LRU, S5 or Mamba internals: layers are the pytree nodes that are
+``ReducibleSSM``s, read with ``ssm_system()`` and rebuilt with ``with_system()``, or
+``ReducibleSelectiveSSM``s, read on calibration inputs and rebuilt with ``with_states()``
+(see ``selective``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from compressm_core.layers import (
     LayerReduction,
     Selection,
     analysed_system,
+    energy_spectrum,
     reduce_layer_system,
 )
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer_state
+from .selective import (
+    ReducibleSelectiveSSM,
+    reduce_selective_layer,
+    selective_layers,
+    state_energies,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Compressed:
 
 
 def _is_layer(node: Any) -> bool:
-    return isinstance(node, ReducibleSSM)
+    return isinstance(node, (ReducibleSSM, ReducibleSelectiveSSM))
 
 
 def path_name(path: tuple) -> str:
@@ -51,10 +60,30 @@ def path_name(path: tuple) -> str:
     return ".".join(parts)
 
 
-def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
-    """The (dotted name, layer) pairs of every ``ReducibleSSM`` in the pytree, in order."""
+def compressible_layers(model: eqx.Module) -> list[tuple[str, eqx.Module]]:
+    """Every layer ``compress`` can shrink, time-invariant (``ReducibleSSM``) or selective
+    (``ReducibleSelectiveSSM``), as (dotted name, layer) pairs in pytree order."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_layer)
     return [(path_name(path), leaf) for path, leaf in leaves if _is_layer(leaf)]
+
+
+def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
+    """The (dotted name, layer) pairs of every ``ReducibleSSM`` in the pytree, in order."""
+    return [
+        (name, layer)
+        for name, layer in compressible_layers(model)
+        if isinstance(layer, ReducibleSSM)
+    ]
+
+
+def _calibration_needed(model: eqx.Module, calibration: Any) -> None:
+    selective = [name for name, _ in selective_layers(model)]
+    if selective and calibration is None:
+        msg = (
+            f"the model has selective layers {selective}, whose Gramians depend on their inputs: "
+            "pass `calibration`, a batch of input sequences (batch, L, d_input)"
+        )
+        raise ValueError(msg)
 
 
 def _node_at(tree: Any, path: tuple) -> Any:
@@ -76,7 +105,9 @@ def replace_layers(model: eqx.Module, layers: dict[str, eqx.Module]) -> eqx.Modu
         raise ValueError(msg)
     names = list(layers)
     return eqx.tree_at(
-        lambda tree: [_node_at(tree, paths[name]) for name in names], model, [layers[name] for name in names]
+        lambda tree: [_node_at(tree, paths[name]) for name in names],
+        model,
+        [layers[name] for name in names],
     )
 
 
@@ -86,29 +117,43 @@ def _numpy_system(layer: ReducibleSSM) -> cc.DiagonalStateSpace:
     system = layer.ssm_system()
     arrays = [np.asarray(t, dtype=np.complex128) for t in (system.poles, system.B, system.C)]
     D = None if system.D is None else np.asarray(system.D)
-    return cc.DiagonalStateSpace(*arrays, None if D is None else D.astype(np.result_type(D, np.float64)))
+    return cc.DiagonalStateSpace(
+        *arrays, None if D is None else D.astype(np.result_type(D, np.float64))
+    )
 
 
 def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
     return analysed_system(_numpy_system(layer), gramians, real_output=layer.real_output)
 
 
-def hankel_singular_values(model: eqx.Module, *, gramians: Gramians = "complex") -> dict[str, np.ndarray]:
-    """Per-layer HSVs (descending), batched over layers of equal shape."""
+def hankel_singular_values(
+    model: eqx.Module, *, gramians: Gramians = "complex", calibration: Any = None
+) -> dict[str, np.ndarray]:
+    """Per-layer HSVs (descending), batched over layers of equal shape, in pytree order.
+
+    Selective layers need ``calibration`` (batch, L, d_input) and give their energy
+    spectrum (``compressm_core.layers.energy_spectrum``) instead.
+    """
+    _calibration_needed(model, calibration)
     systems = {name: _analysed_system(layer, gramians) for name, layer in reducible_layers(model)}
     groups: dict[tuple[int, int, int], list[str]] = {}
     for name, system in systems.items():
         groups.setdefault((system.n, system.m, system.p), []).append(name)
     result = {}
     for names in groups.values():
-        stacked = cc.DiagonalStateSpace(*(np.stack([getattr(systems[n], f) for n in names]) for f in ("poles", "B", "C")))
+        stacked = cc.DiagonalStateSpace(
+            *(np.stack([getattr(systems[n], f) for n in names]) for f in ("poles", "B", "C"))
+        )
         try:
             hsv = cc.hankel_singular_values(stacked)
         except ValueError as error:
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
         result.update(zip(names, hsv, strict=True))
-    return {name: result[name] for name in systems}
+    if selective_layers(model):
+        energies = state_energies(model, calibration)
+        result.update({name: energy_spectrum(energy) for name, energy in energies.items()})
+    return {name: result[name] for name, _ in compressible_layers(model)}
 
 
 def reduce_layer(
@@ -123,7 +168,13 @@ def reduce_layer(
     """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
     (see ``compressm_core.layers.reduce_layer_system``)."""
     diagonal, hsv, bound = reduce_layer_system(
-        name, _numpy_system(layer), rank, gramians=gramians, real_output=layer.real_output, selection=selection, rng=rng
+        name,
+        _numpy_system(layer),
+        rank,
+        gramians=gramians,
+        real_output=layer.real_output,
+        selection=selection,
+        rng=rng,
     )
     try:
         new_layer = layer.with_system(diagonal)
@@ -144,13 +195,15 @@ def compress(
     selection: Selection = "largest",
     gramians: Gramians = "complex",
     seed: int = 0,
+    calibration: Any = None,
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the Optax state follows.
 
     Same arguments and rule as ``compressm_torch.compress``. With ``opt_state`` give the
     ``optimizer`` that made it: the new state is ``optimizer.init`` of the new parameters
     with every leaf of an untouched parameter (and every shared scalar, e.g. Adam's step
-    count) copied exactly from ``opt_state``; see ``transfer_optimizer_state``.
+    count) copied exactly from ``opt_state``; see ``transfer_optimizer_state``. Selective
+    layers keep state indices ranked by their energy on ``calibration`` (batch, L, d_input).
     """
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
@@ -158,22 +211,36 @@ def compress(
     if (opt_state is None) != (optimizer is None):
         msg = "give `opt_state` together with the `optimizer` that made it"
         raise ValueError(msg)
+    _calibration_needed(model, calibration)
     layers = dict(reducible_layers(model))
+    selective = dict(selective_layers(model))
+    energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
-        hsvs = hankel_singular_values(model, gramians=gramians)
-        ranks = {name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()}
+        hsvs = hankel_singular_values(model, gramians=gramians, calibration=calibration)
+        ranks = {
+            name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()
+        }
         ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
-    unknown = sorted(set(ranks) - set(layers))
+    unknown = sorted(set(ranks) - set(layers) - set(selective))
     if unknown:
-        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(layers)}"
+        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted({*layers, *selective})}"
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
     replacements, records = {}, []
     for name, rank in ranks.items():
-        replacements[name], record = reduce_layer(name, layers[name], rank, gramians=gramians, selection=selection, rng=rng)
+        if name in selective:
+            replacements[name], record = reduce_selective_layer(
+                name, selective[name], energies[name], rank, selection=selection, rng=rng
+            )
+        else:
+            replacements[name], record = reduce_layer(
+                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
+            )
         records.append(record)
     new_model = replace_layers(model, replacements)
     new_state = None
     if opt_state is not None:
-        new_state = transfer_optimizer_state(optimizer, opt_state, model, new_model, reset=tuple(replacements))
+        new_state = transfer_optimizer_state(
+            optimizer, opt_state, model, new_model, reset=tuple(replacements)
+        )
     return Compressed(new_model, new_state, tuple(records))

@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .lru import LRU
 from .s5 import S5
+from .selective import SelectiveSequenceModel
 
 #: The SSM layer classes by name, and the constructor options each records in the config.
 LAYERS: dict[str, type[LRU] | type[S5]] = {"lru": LRU, "s5": S5}
@@ -141,8 +142,10 @@ class SequenceModel(eqx.Module):
         return self.decoder(pooled)
 
 
-def model_config(model: SequenceModel) -> dict[str, Any]:
+def model_config(model: SequenceModel | SelectiveSequenceModel) -> dict[str, Any]:
     """All hyper-parameters of ``model`` as a JSON-friendly dict, current state dims included."""
+    if isinstance(model, SelectiveSequenceModel):
+        return model.config
     first = model.blocks[0]
     return {
         "d_input": model.encoder.in_features,
@@ -157,8 +160,13 @@ def model_config(model: SequenceModel) -> dict[str, Any]:
     }
 
 
-def model_from_config(config: dict[str, Any], key: PRNGKeyArray) -> SequenceModel:
-    """A freshly initialised ``SequenceModel`` with the shapes and options of ``config``."""
+def model_from_config(
+    config: dict[str, Any], key: PRNGKeyArray
+) -> SequenceModel | SelectiveSequenceModel:
+    """A freshly initialised model with the shapes and options of ``config`` (a
+    ``SelectiveSequenceModel`` when its ``layer`` is "selective")."""
+    if config["layer"] == "selective":
+        return SelectiveSequenceModel.from_config(config, key)
     return SequenceModel(
         config["d_input"],
         config["d_output"],
@@ -168,6 +176,6 @@ def model_from_config(config: dict[str, Any], key: PRNGKeyArray) -> SequenceMode
         layer=config["layer"],
         pooling=config["pooling"],
         dropout=config["dropout"],
-        layer_options=config["layer_options"],
+        layer_options=config.get("layer_options", {}),
         key=key,
     )

@@ -264,8 +264,10 @@ class SelectiveSequenceModel(eqx.Module):
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this architecture, with the current
-        per-layer ``state_dims`` (they change when layers are reduced); see ``from_config``."""
+        per-layer ``state_dims`` (they change when layers are reduced) and ``layer``
+        "selective", as the PyTorch model's; see ``from_config``."""
         return {
+            "layer": "selective",
             "d_input": self.encoder.in_features,
             "d_output": self.decoder.out_features,
             "d_model": self.encoder.out_features,
@@ -278,7 +280,7 @@ class SelectiveSequenceModel(eqx.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any], key: PRNGKeyArray) -> SelectiveSequenceModel:
         """A freshly initialised model of the architecture ``config`` describes."""
-        options = dict(config)
+        options = {name: value for name, value in config.items() if name != "layer"}
         return cls(state_dim=options.pop("state_dims"), **options, key=key)
 
     def __call__(

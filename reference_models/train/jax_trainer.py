@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 import compressm_jax as cj
 from compressm_jax.sharding import ShardedCompressor, data_parallel_mesh, replicate, shard_batch
 
-from ..jax_models import SequenceModel, load_state_dict, model_config, model_from_config, state_dict
+from ..jax_models import SelectiveSequenceModel, SequenceModel, load_state_dict, model_config, model_from_config, state_dict
 from ..tasks import SequenceDataset, batches, load_task
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
@@ -31,8 +31,20 @@ from .record import RunRecord
 __all__ = ["build_model", "build_optimizer", "evaluate", "load_model", "save_model", "train"]
 
 
-def build_model(config: TrainConfig, data: SequenceDataset, key: jax.Array) -> SequenceModel:
+def build_model(
+    config: TrainConfig, data: SequenceDataset, key: jax.Array
+) -> SequenceModel | SelectiveSequenceModel:
     classification = data.kind == "classification"
+    if config.model == "selective":  # one compiled initialisation, not one per operation
+        return eqx.filter_jit(SelectiveSequenceModel)(
+            data.d_input,
+            data.num_classes if classification else data.d_output,
+            config.d_model,
+            config.state_dim if isinstance(config.state_dim, int) else list(config.state_dim),
+            config.n_layers,
+            pooling="mean" if classification else "none",
+            key=key,
+        )
     return SequenceModel(
         data.d_input,
         data.num_classes if classification else data.d_output,
@@ -46,9 +58,15 @@ def build_model(config: TrainConfig, data: SequenceDataset, key: jax.Array) -> S
     )
 
 
+def calibration_batch(config: TrainConfig, data: SequenceDataset) -> np.ndarray | None:
+    """The first ``calibration_size`` training sequences, on which selective layers' Gramians
+    are computed at every reduction check; None for time-invariant models (not needed)."""
+    return data.x_train[: config.calibration_size] if config.model == "selective" else None
+
+
 def _is_ssm_parameter(model: eqx.Module) -> eqx.Module:
     """A pytree of booleans: True for parameters inside SSM layers."""
-    ssm_names = {name for name, _ in cj.reducible_layers(model)}
+    ssm_names = {name for name, _ in cj.compressible_layers(model)}
     flags = jax.tree_util.tree_map_with_path(
         lambda path, _: any(jax.tree_util.keystr(path).startswith(cj.optimizer._layer_key(n)) for n in ssm_names),
         eqx.filter(model, eqx.is_array),
@@ -120,6 +138,7 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     model = build_model(config, data, model_key)
     optimizer = build_optimizer(config)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    calibration = calibration_batch(config, data)
     mesh = data_parallel_mesh(devices)
     if config.batch_size % mesh.size:
         msg = f"`batch_size` {config.batch_size} is not a multiple of the number of devices ({mesh.size})"
@@ -128,10 +147,10 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
     compressor = None
     if config.compresses:
         schedule = config.schedule(metric_mode="max" if classification else "min")
-        compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed)
+        compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed, calibration=calibration)
         compressor = ShardedCompressor.wrapping(compressor, mesh=mesh)  # reduced model re-replicated
-    record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.reducible_layers(model)])
-    record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians))
+    record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.compressible_layers(model)])
+    record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
     rng = np.random.default_rng(config.seed)
     train_batches = _endless(data, config.batch_size, rng)
     validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
@@ -148,11 +167,11 @@ def train(config: TrainConfig, *, data: SequenceDataset | None = None, progress:
             for event in compressor.events[seen:]:
                 record.reduction_event(event)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            dims = [layer.state_dim for _, layer in cj.reducible_layers(model)]
+            dims = [layer.state_dim for _, layer in cj.compressible_layers(model)]
             record.evaluation(step + 1, time.perf_counter() - start, validate(model), dims)
         bar.set_postfix(loss=f"{float(loss):.3f}", metric=f"{float(metric):.3f}", dims=",".join(str(d) for d in record.current_dims))
     record.finish(time.perf_counter() - start, evaluate(model, data.x_test, data.y_test, kind))
-    record.hsv_snapshot(config.steps, cj.hankel_singular_values(model, gramians=config.gramians))
+    record.hsv_snapshot(config.steps, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
     return model, record
 
 
@@ -169,10 +188,10 @@ def save_model(model: SequenceModel, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path) -> SequenceModel:
+def load_model(path: str | Path) -> SequenceModel | SelectiveSequenceModel:
     """A model from a checkpoint written by either backend; ValueError naming the file otherwise."""
     config, arrays = read_checkpoint(path, "numpy")
-    model = model_from_config({**config, "layer_options": config.get("layer_options", {})}, jax.random.key(0))
+    model = model_from_config(config, jax.random.key(0))
     try:
         return load_state_dict(model, arrays)
     except ValueError as error:

@@ -310,6 +310,7 @@ def test_model_config_round_trip_follows_reduced_layers() -> None:
     reduced = model.with_selective_layers({"blocks.1.ssm": layer.with_states([0, 3])})
     assert model.config["state_dims"] == [6, 6]
     assert reduced.config == {
+        "layer": "selective",
         "d_input": 4,
         "d_output": 3,
         "d_model": 8,
