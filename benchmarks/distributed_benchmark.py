@@ -135,6 +135,7 @@ def _worker(rank: int, world_size: int, port: int, args: argparse.Namespace, out
         }
         (output / f"world{world_size}.json").write_text(json.dumps(row))
     if world_size > 1:
+        dist.barrier()  # nobody tears down while another rank still talks
         dist.destroy_process_group()
 
 

@@ -121,6 +121,7 @@ def _worker(rank: int, world_size: int, port: int, output: Path) -> None:
     model, record = train(CONFIG, progress=False)
     result = {"state": model.state_dict(), "metrics": record.metrics(), **_adapter_scenarios(rank)}
     torch.save(result, output / f"rank{rank}.pt")
+    dist.barrier()
     dist.destroy_process_group()
 
 
