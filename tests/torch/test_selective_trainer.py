@@ -63,3 +63,16 @@ def test_cli_trains_a_selective_model(tmp_path, capsys):
     assert code == 0
     assert "test_mse" in capsys.readouterr().out
     assert (tmp_path / "cli" / "model.safetensors").is_file()
+
+
+def test_cli_compares_selective_models(tmp_path, capsys):
+    code = main(["compare", "--model", "selective", "--task", "selective_copying", "--steps", "6",
+                 "--batch-size", "8", "--d-model", "8", "--state-dim", "8", "--layers", "1",
+                 "--max-train", "64", "--reduce-every", "2", "--reduce-until", "0.5",
+                 "--rollback-tolerance", "1.0", "--eval-every", "3", "--seeds", "0", "--quiet",
+                 "--output", str(tmp_path / "cmp")])
+    assert code == 0
+    small = json.loads((tmp_path / "cmp" / "small_seed0" / "metrics.json").read_text())
+    compressed = json.loads((tmp_path / "cmp" / "compressm_seed0" / "metrics.json").read_text())
+    assert small["initial_state_dims"] == compressed["final_state_dims"]
+    assert small["config"]["model"] == "selective"
