@@ -182,7 +182,11 @@ def _parser(preset: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser(_preset_name(argv)).parse_args(argv)
-    from .train.run import compare, is_main_process, run_and_save  # heavy imports after argument parsing
+    from .train.run import (  # heavy imports after argument parsing
+        compare,
+        is_main_process,
+        run_and_save,
+    )
 
     try:
         config = _config(args)
