@@ -22,7 +22,14 @@ from tqdm.auto import tqdm
 import compressm_jax as cj
 from compressm_jax.sharding import ShardedCompressor, data_parallel_mesh, replicate, shard_batch
 
-from ..jax_models import SelectiveSequenceModel, SequenceModel, load_state_dict, model_config, model_from_config, state_dict
+from ..jax_models import (
+    SelectiveSequenceModel,
+    SequenceModel,
+    load_state_dict,
+    model_config,
+    model_from_config,
+    state_dict,
+)
 from ..tasks import SequenceDataset, batches, load_task
 from .checkpoint import read_checkpoint
 from .config import TrainConfig

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from compressm_torch import ReducibleSSM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import compressm_core as cc
+from compressm_torch import ReducibleSSM
 from reference_models.torch_models import (
     LRU,
     S5,
