@@ -46,14 +46,16 @@ def plot_state_dims(metrics: dict[str, Any], path: Path) -> Path:
 
 
 def plot_metric_over_time(runs: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Validation metric against wall-clock seconds, one line per run."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    """Validation metric against wall-clock seconds, one line per run (20 distinct colours)."""
+    many = len(runs) > 6
+    fig, ax = plt.subplots(figsize=(9.5, 5.0) if many else (5.5, 3.6))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
     for label, metrics in runs.items():
         key = next(k for k in metrics["evaluations"][0] if k.startswith("val_"))
         ax.plot([e["wall_clock_s"] for e in metrics["evaluations"]], [e[key] for e in metrics["evaluations"]], marker=".", label=label)
         ax.set_ylabel(key.replace("_", " "))
     ax.set(xlabel="wall-clock (s)", title="validation metric over time")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5)) if many else ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
