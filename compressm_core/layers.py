@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .balancing import balanced_truncation
+from .balancing import Energy, balanced_truncation, rank_for_energy
 from .diagonal import real_output_system, to_diagonal
 from .schedule import ReductionSchedule, plan_ranks
 from .systems import DiagonalStateSpace
@@ -140,6 +140,31 @@ def selected_states(
         raise ValueError(msg)
     rng = rng if rng is not None else np.random.default_rng(0)
     return [int(order[i]) for i in kept_states(rank, n, selection, rng)]
+
+
+def require_calibration(selective: Sequence[str], calibration: Any) -> None:
+    """ValueError naming the ``selective`` layers when they exist and ``calibration`` is None."""
+    if selective and calibration is None:
+        msg = (
+            f"the model has selective layers {list(selective)}, whose Gramians depend on their "
+            "inputs: pass `calibration`, a batch of input sequences (batch, L, d_input)"
+        )
+        raise ValueError(msg)
+
+
+def ranks_for_tolerance(hsvs: Mapping[str, Array], tau: float, energy: Energy) -> dict[str, int]:
+    """The layers ``tau`` shrinks, with their new ranks: the smallest rank holding ``1 - tau``
+    of each layer's HSV energy (``rank_for_energy``), where it is below the current size."""
+    ranks = {name: int(rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()}
+    return {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
+
+
+def check_layer_names(ranks: Mapping[str, int], known: Sequence[str]) -> None:
+    """ValueError when ``ranks`` names a layer that is not in ``known``."""
+    unknown = sorted(set(ranks) - set(known))
+    if unknown:
+        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted(known)}"
+        raise ValueError(msg)
 
 
 def planned_ranks(

@@ -22,8 +22,11 @@ from compressm_core.layers import (
     LayerReduction,
     Selection,
     analysed_system,
+    check_layer_names,
     energy_spectrum,
+    ranks_for_tolerance,
     reduce_layer_system,
+    require_calibration,
 )
 
 from .interface import ReducibleSSM
@@ -76,16 +79,6 @@ def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
     ]
 
 
-def _calibration_needed(model: eqx.Module, calibration: Any) -> None:
-    selective = [name for name, _ in selective_layers(model)]
-    if selective and calibration is None:
-        msg = (
-            f"the model has selective layers {selective}, whose Gramians depend on their inputs: "
-            "pass `calibration`, a batch of input sequences (batch, L, d_input)"
-        )
-        raise ValueError(msg)
-
-
 def _node_at(tree: Any, path: tuple) -> Any:
     for key in path:
         if hasattr(key, "name"):
@@ -134,7 +127,16 @@ def hankel_singular_values(
     Selective layers need ``calibration`` (batch, L, d_input) and give their energy
     spectrum (``compressm_core.layers.energy_spectrum``) instead.
     """
-    _calibration_needed(model, calibration)
+    require_calibration([name for name, _ in selective_layers(model)], calibration)
+    energies = state_energies(model, calibration) if selective_layers(model) else {}
+    return _spectra(model, gramians, energies)
+
+
+def _spectra(
+    model: eqx.Module, gramians: Gramians, energies: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The HSVs of the time-invariant layers and the energy spectra of the selective ones
+    (from their state ``energies``), in pytree order."""
     systems = {name: _analysed_system(layer, gramians) for name, layer in reducible_layers(model)}
     groups: dict[tuple[int, int, int], list[str]] = {}
     for name, system in systems.items():
@@ -150,9 +152,7 @@ def hankel_singular_values(
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
         result.update(zip(names, hsv, strict=True))
-    if selective_layers(model):
-        energies = state_energies(model, calibration)
-        result.update({name: energy_spectrum(energy) for name, energy in energies.items()})
+    result.update({name: energy_spectrum(energy) for name, energy in energies.items()})
     return {name: result[name] for name, _ in compressible_layers(model)}
 
 
@@ -211,20 +211,13 @@ def compress(
     if (opt_state is None) != (optimizer is None):
         msg = "give `opt_state` together with the `optimizer` that made it"
         raise ValueError(msg)
-    _calibration_needed(model, calibration)
     layers = dict(reducible_layers(model))
     selective = dict(selective_layers(model))
+    require_calibration(list(selective), calibration)
     energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
-        hsvs = hankel_singular_values(model, gramians=gramians, calibration=calibration)
-        ranks = {
-            name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()
-        }
-        ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
-    unknown = sorted(set(ranks) - set(layers) - set(selective))
-    if unknown:
-        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted({*layers, *selective})}"
-        raise ValueError(msg)
+        ranks = ranks_for_tolerance(_spectra(model, gramians, energies), tau, energy)
+    check_layer_names(ranks, [*layers, *selective])
     rng = np.random.default_rng(seed)
     replacements, records = {}, []
     for name, rank in ranks.items():

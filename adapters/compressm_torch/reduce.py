@@ -21,12 +21,16 @@ from compressm_core.layers import (
     LayerReduction,
     Selection,
     analysed_system,
+    check_layer_names,
+    energy_spectrum,
+    ranks_for_tolerance,
     reduce_layer_system,
+    require_calibration,
 )
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer
-from .selective import reduce_selective_layer, selective_layers, selective_spectra, state_energies
+from .selective import reduce_selective_layer, selective_layers, state_energies
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,6 @@ def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         name for name, _ in selective_layers(model)
     }
     return [(name, module) for name, module in model.named_modules() if name in names]
-
-
-def _calibration_needed(model: nn.Module, calibration: Tensor | None) -> None:
-    selective = [name for name, _ in selective_layers(model)]
-    if selective and calibration is None:
-        msg = (
-            f"the model has selective layers {selective}, whose Gramians depend on their inputs: "
-            "pass `calibration`, a batch of input sequences (batch, L, d_input)"
-        )
-        raise ValueError(msg)
 
 
 def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace:
@@ -103,8 +97,14 @@ def hankel_singular_values(
     Selective layers need ``calibration`` (batch, L, d_input) and give their energy
     spectrum (``compressm_core.layers.energy_spectrum``, float64 on the CPU) instead.
     """
-    _calibration_needed(model, calibration)
-    selective = selective_spectra(model, calibration) if selective_layers(model) else {}
+    require_calibration([name for name, _ in selective_layers(model)], calibration)
+    energies = state_energies(model, calibration) if selective_layers(model) else {}
+    return _spectra(model, gramians, energies)
+
+
+def _spectra(model: nn.Module, gramians: Gramians, energies: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The HSVs of the time-invariant layers and the energy spectra of the selective ones
+    (from their state ``energies``), in module order."""
     layers = reducible_layers(model)
     systems = {name: _analysed_system(layer, gramians) for name, layer in layers}
     groups: dict[tuple[int, int, int, torch.dtype], list[str]] = {}
@@ -119,7 +119,8 @@ def hankel_singular_values(
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
         result.update(zip(names, hsv, strict=True))
-    result.update(selective)
+    for name, energy in energies.items():
+        result[name] = torch.from_numpy(energy_spectrum(energy.cpu().numpy()))
     return {name: result[name] for name, _ in compressible_layers(model)}
 
 
@@ -187,20 +188,14 @@ def compress(
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
         raise ValueError(msg)
-    _calibration_needed(model, calibration)
     layers = dict(reducible_layers(model))
     selective = dict(selective_layers(model))
+    require_calibration(list(selective), calibration)
     energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
-        hsvs = hankel_singular_values(model, gramians=gramians, calibration=calibration)
-        ranks = {
-            name: int(cc.rank_for_energy(hsv, tau, energy=energy)) for name, hsv in hsvs.items()
-        }
-        ranks = {name: r for name, r in ranks.items() if r < hsvs[name].shape[-1]}
-    unknown = sorted(set(ranks) - set(layers) - set(selective))
-    if unknown:
-        msg = f"`ranks` names unknown layers {unknown}; the SSM layers are {sorted({*layers, *selective})}"
-        raise ValueError(msg)
+        with torch.no_grad():
+            ranks = ranks_for_tolerance(_spectra(model, gramians, energies), tau, energy)
+    check_layer_names(ranks, [*layers, *selective])
     rng = np.random.default_rng(seed)
     replacements = {}
     records = []

@@ -98,14 +98,6 @@ def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
     return energies
 
 
-def selective_spectra(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
-    """Per selective layer, ``energy_spectrum`` of its state energies: (N,) descending, float64."""
-    return {
-        name: torch.from_numpy(energy_spectrum(energy.cpu().numpy()))
-        for name, energy in state_energies(model, calibration).items()
-    }
-
-
 def reduce_selective_layer(
     name: str,
     layer: ReducibleSelectiveSSM,

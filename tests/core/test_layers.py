@@ -77,3 +77,22 @@ def test_selected_states_follow_the_energy_order_for_each_selection():
     assert len(set(random)) == 3 and set(random) <= set(range(5))
     with pytest.raises(ValueError, match=r"layer x: `rank` must be an integer in \[1, 4\], got 5"):
         layers.selected_states("x", energy, 5)
+
+
+def test_ranks_for_tolerance_keep_the_energy_and_skip_layers_it_would_not_shrink():
+    hsvs = {"a": np.array([4.0, 2.0, 1.0, 1.0]), "b": np.array([1.0, 1e-9])}
+    # a: sums 4, 6, 7, 8 of 8; keeping 1 - 0.2 = 6.4 needs 3 states. b: 1 of 1 + 1e-9 needs 1.
+    assert layers.ranks_for_tolerance(hsvs, 0.2, "sum") == {"a": 3, "b": 1}
+    # squared: 16, 20, 21, 22 of 22; 0.8 * 22 = 17.6 needs 2 states.
+    assert layers.ranks_for_tolerance({"a": hsvs["a"]}, 0.2, "squared") == {"a": 2}
+    assert layers.ranks_for_tolerance({"a": np.ones(3)}, 0.01, "sum") == {}
+
+
+def test_layer_name_and_calibration_checks_name_what_is_wrong():
+    layers.check_layer_names({"x": 2}, ["x", "y"])
+    with pytest.raises(ValueError, match=r"unknown layers \['z'\]; the SSM layers are \['x', 'y'\]"):
+        layers.check_layer_names({"z": 2}, ["y", "x"])
+    layers.require_calibration([], None)
+    layers.require_calibration(["s"], np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"selective layers \['s'\].*`calibration`"):
+        layers.require_calibration(["s"], None)
