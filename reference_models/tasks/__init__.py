@@ -6,6 +6,7 @@
 ((64, 1), 10)
 """
 
+from .arrays_task import load_arrays
 from .batching import batches
 from .dataset import SequenceDataset, TrueSystem
 from .digits_task import load_digits
@@ -29,6 +30,7 @@ __all__ = [
     "TrueSystem",
     "batches",
     "load_aan",
+    "load_arrays",
     "load_digits",
     "load_imdb",
     "load_listops",

@@ -1,7 +1,8 @@
 """The container every task returns: NumPy train/validation/test splits of sequences.
 
 Inputs are float32 of shape (N, L, d_input). Targets are int64 class labels (N,) for
-classification, or float32 sequences (N, L, d_output) for regression.
+classification, or float32 for regression: sequences (N, L, d_output), one target per step,
+or (N, d_output), one per sequence.
 """
 
 from __future__ import annotations
@@ -77,10 +78,14 @@ class SequenceDataset:
                     f"outside [0, num_classes={self.num_classes})"
                 )
         if self.kind == "regression" and (
-            y.dtype != np.float32 or y.ndim != 3 or y.shape[1] != x.shape[1]
+            y.dtype != np.float32
+            or y.ndim not in (2, 3)
+            or (y.ndim == 3 and y.shape[1] != x.shape[1])
+            or y.shape[1:] != self.y_train.shape[1:]
         ):
             raise ValueError(
-                f"`y_{split}` must be float32 (N, L={x.shape[1]}, d_output), got {y.dtype} {y.shape}"
+                f"`y_{split}` must be float32 (N, L={x.shape[1]}, d_output) or (N, d_output) like "
+                f"`y_train` {self.y_train.shape}, got {y.dtype} {y.shape}"
             )
 
     @property
@@ -95,8 +100,14 @@ class SequenceDataset:
 
     @property
     def d_output(self) -> int:
-        """Model outputs: the number of classes, or output channels per time step."""
-        return self.num_classes if self.num_classes is not None else self.y_train.shape[2]
+        """Model outputs: the number of classes, or output channels (per step or per sequence)."""
+        return self.num_classes if self.num_classes is not None else self.y_train.shape[-1]
+
+    @property
+    def pooling(self) -> str:
+        """How a model reduces its outputs over time: "none" for one target per step,
+        "mean" for one per sequence (labels, or regression targets (N, d_output))."""
+        return "none" if self.kind == "regression" and self.y_train.ndim == 3 else "mean"
 
     def describe(self) -> str:
         """A one-line summary, e.g. for logs."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .arrays_task import load_arrays
 from .dataset import SequenceDataset
 from .digits_task import load_digits
 from .lra_aan import load_aan
@@ -30,6 +31,7 @@ LOADERS: dict[str, Callable[..., SequenceDataset]] = {
     "imdb": load_imdb,
     "aan": load_aan,
     "pathfinder": load_pathfinder,
+    "arrays": load_arrays,
 }
 TASKS = tuple(LOADERS)
 
@@ -41,7 +43,8 @@ def load_task(
 
     ``seed`` makes every random choice (splits, subsets, generated data); ``data_dir`` is
     the local folder of "smnist", "scifar" and the LRA tasks
-    ("listops", "imdb", "aan", "pathfinder"); ``options`` are the task's own keyword
+    ("listops", "imdb", "aan", "pathfinder"); "arrays" reads ``data_file`` (an .npz of
+    your own sequences, see ``load_arrays``); ``options`` are the task's own keyword
     arguments (see ``load_<name>``), e.g. ``max_train=1000`` or ``order=4``.
     """
     if name not in LOADERS:

@@ -51,6 +51,7 @@ class TrainConfig:
     hsv_every: int | None = None
     seed: int = 0
     data_dir: str | None = None
+    data_file: str | None = None
     max_train: int | None = None
     hnn_weight: float = 0.0
     distill_weight: float = 0.0
@@ -59,6 +60,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _choice("task", self.task, TASKS)
+        if (self.task == "arrays") != (self.data_file is not None):
+            msg = f"`data_file` goes with task 'arrays' (an .npz of your own sequences), got task={self.task!r}, data_file={self.data_file!r}"
+            raise ValueError(msg)
         _choice("backend", self.backend, BACKENDS)
         _choice("model", self.model, MODELS)
         _choice("gramians", self.gramians, GRAMIANS)
@@ -144,7 +148,8 @@ class TrainConfig:
 
     def task_options(self) -> dict[str, Any]:
         """Keyword options for ``load_task`` beyond name, seed and data_dir."""
-        return {"max_train": self.max_train} if self.max_train is not None else {}
+        options = {"max_train": self.max_train} if self.max_train is not None else {}
+        return options | ({"data_file": self.data_file} if self.data_file is not None else {})
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

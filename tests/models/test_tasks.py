@@ -49,7 +49,7 @@ def test_unknown_task_lists_the_choices():
         load_task("foo")
     assert set(TASKS) == {
         *("mnist1d", "digits", "sysid", "smnist", "scifar", "selective_copying"),
-        *("listops", "imdb", "aan", "pathfinder"),
+        *("listops", "imdb", "aan", "pathfinder", "arrays"),
     }
 
 
