@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,9 @@ class TrainConfig:
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
     teacher: str | None = None
+    device: str = "auto"
+    checkpoint_every: int | None = None
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         _choice("task", self.task, TASKS)
@@ -88,6 +92,20 @@ class TrainConfig:
             self.schedule(metric_mode="max")  # validates tau, mode, energy, window, selection
         self._check_baseline_options()
         self._check_hsv_every()
+        self._check_run_options()
+
+    def _check_run_options(self) -> None:
+        """Device, checkpoint interval and TensorBoard (``--device``, ``--checkpoint-every``, ``--tensorboard``)."""
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|gpu|tpu|cuda(:\d+)?", self.device):
+            msg = f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', 'gpu' or 'tpu', got {self.device!r}"
+            raise ValueError(msg)
+        every = self.checkpoint_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every <= 0):
+            msg = f"`checkpoint_every` must be a positive integer or None (at every evaluation), got {every!r}"
+            raise ValueError(msg)
+        if not isinstance(self.tensorboard, bool):
+            msg = f"`tensorboard` must be True or False, got {self.tensorboard!r}"
+            raise ValueError(msg)
 
     def _check_hsv_every(self) -> None:
         """Rank-stability logging (see ``stability``): PyTorch, time-invariant layers."""
