@@ -9,6 +9,7 @@ modules, read with ``ssm_system()`` and rebuilt with ``with_system()``, or as
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,10 +53,14 @@ def reducible_layers(model: nn.Module) -> list[tuple[str, ReducibleSSM]]:
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every layer ``compress`` can shrink, time-invariant (``ReducibleSSM``) or selective
     (``ReducibleSelectiveSSM``), as (qualified name, layer) pairs in module order."""
-    names = {name for name, _ in reducible_layers(model)} | {
-        name for name, _ in selective_layers(model)
-    }
-    return [(name, module) for name, module in model.named_modules() if name in names]
+    layers = dict(reducible_layers(model)) | dict(selective_layers(model))
+    return [(name, layers[name]) for name, _ in model.named_modules() if name in layers]
+
+
+#: Called as ``update(new_model)`` on every model ``compress`` returns, after its layers are
+#: replaced, so that a description of the layer sizes kept outside the layers stays true
+#: (``compressm_torch.hf`` registers one for the ``transformers`` config).
+MODEL_UPDATES: list[Callable[[nn.Module], None]] = []
 
 
 def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace:
@@ -212,6 +217,8 @@ def compress(
     new_model = copy.deepcopy(model)
     for name, layer in replacements.items():
         set_submodule(new_model, name, layer)
+    for update in MODEL_UPDATES:
+        update(new_model)
     new_optimizer = None
     if optimizer is not None:
         new_optimizer = transfer_optimizer(

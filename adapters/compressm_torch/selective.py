@@ -10,7 +10,7 @@ energy, aggregated over channels (docs/ltv.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,33 +32,51 @@ class ReducibleSelectiveSSM(Protocol):
         """The shared state dimension N."""
 
     def time_varying_system(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(abar, bbar, C)`` on ``u`` (batch, L, H): (batch, L, H, N), (batch, L, H, N), (batch, L, N)."""
+        """``(abar, bbar, C)`` on ``u`` (batch, L, H): (batch, L, H, N), (batch, L, H, N), and
+        (batch, L, N), or (batch, L, H, N) for a read-out per channel."""
 
     def with_states(self, keep: Sequence[int]) -> nn.Module:
         """A new layer keeping the state indices ``keep``; ``self`` unchanged."""
 
 
+#: Module classes that are selective layers through an adapter: class -> function giving a
+#: module's ``ReducibleSelectiveSSM`` view (``transformers``' Mamba mixers, registered by
+#: ``compressm_torch.hf``), for modules whose classes the user does not own.
+_ADAPTERS: dict[type[nn.Module], Callable[[nn.Module], ReducibleSelectiveSSM]] = {}
+
+
+def register_selective_adapter(
+    module_type: type[nn.Module], adapter: Callable[[nn.Module], ReducibleSelectiveSSM]
+) -> None:
+    """Make every module of exactly ``module_type`` a selective layer, seen through ``adapter``."""
+    _ADAPTERS[module_type] = adapter
+
+
 def selective_layers(model: nn.Module) -> list[tuple[str, ReducibleSelectiveSSM]]:
-    """The (qualified name, layer) pairs of every ``ReducibleSelectiveSSM`` in ``model``, in order."""
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, ReducibleSelectiveSSM)
-    ]
+    """The (qualified name, layer) pairs of every ``ReducibleSelectiveSSM`` in ``model`` (or of
+    a registered adapter's view of a module), in order."""
+    layers = []
+    for name, module in model.named_modules():
+        adapter = _ADAPTERS.get(type(module))
+        if adapter is not None:
+            layers.append((name, adapter(module)))
+        elif isinstance(module, ReducibleSelectiveSSM):
+            layers.append((name, module))
+    return layers
 
 
 @torch.no_grad()
 def layer_inputs(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
-    """What each selective layer receives when ``model`` runs on ``calibration`` (batch, L, d_input;
+    """What each selective layer receives when ``model`` runs on ``calibration`` (batch, L, ...;
     moved to the model's device), read by forward pre-hooks during one forward pass in eval
     mode (the mode is restored)."""
     layers = selective_layers(model)
     captured: dict[str, Tensor] = {}
     hooks = [
-        layer.register_forward_pre_hook(
+        model.get_submodule(name).register_forward_pre_hook(
             lambda _, args, name=name: captured.setdefault(name, args[0])
         )
-        for name, layer in layers
+        for name, _ in layers
     ]
     training = model.training
     parameter = next(model.parameters(), None)
@@ -80,9 +98,11 @@ def layer_inputs(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
 def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
     """Per selective layer, the energy of each state index (N,), float64, summed over channels:
     ``s_i = sum_h p_i q_i`` from the diagonals of the time-averaged Gramians of the layer's
-    time-varying system on the ``calibration`` sequences, averaged over them."""
-    if calibration.ndim != 3 or calibration.shape[0] < 1 or calibration.shape[1] < 1:
-        msg = f"`calibration` must be a batch of sequences (batch, L, d_input), got shape {tuple(calibration.shape)}"
+    time-varying system on the ``calibration`` sequences, averaged over them.
+
+    ``calibration`` is what the model takes: (batch, L, d_input) inputs, or (batch, L) token ids."""
+    if calibration.ndim < 2 or calibration.shape[0] < 1 or calibration.shape[1] < 1:
+        msg = f"`calibration` must be a batch of sequences (batch, L, ...), got shape {tuple(calibration.shape)}"
         raise ValueError(msg)
     inputs = layer_inputs(model, calibration)
     energies = {}
@@ -91,7 +111,8 @@ def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
         p, q = ltv.time_varying_gramian_diagonals(
             abar.transpose(1, 2),  # (S, H, L, N)
             bbar.transpose(1, 2)[..., None],  # (S, H, L, N, 1)
-            C[:, None, :, None, :],  # (S, 1, L, 1, N): shared by the channels
+            # (S, 1, L, 1, N) when shared by the channels, else (S, H, L, 1, N)
+            C[:, None, :, None, :] if C.ndim == 3 else C.transpose(1, 2)[..., None, :],
             calibration_axis=0,
         )
         energies[name] = ltv.diagonal_state_energy(p, q)
