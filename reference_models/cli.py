@@ -3,17 +3,25 @@
     compressm train --task mnist1d --tau 0.05 --output runs/lru
     compressm compare --task digits --seeds 0 1 2 --output runs/cmp
     compressm demo
+    compressm train --config runs/lru/config.toml --steps 5000   # rerun a run, flags override
+
+Every option's default is in ``compressm COMMAND --help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from .tasks import TASKS
 from .train.config import ARMS, BACKENDS, DEFAULT_ARMS, GRAMIANS, MODELS, TrainConfig
 from .train.presets import PRESETS
+from .train.run_state import RunInterrupted, resumed_config
 
 #: The demo: ``compare`` on MNIST-1D with settings that finish in about 5 minutes on 2 CPU cores.
 #: Checks start at step 100, once the model is above chance: before that the validation
@@ -39,42 +47,56 @@ DEMO = TrainConfig(
 
 def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     add = parser.add_argument
+    add("--config", type=Path, default=None, metavar="TOML",
+        help="read options from a TOML file, e.g. a run's config.toml; flags given here override it")
     add("--preset", choices=PRESETS, default=None, metavar="NAME",
         help="start from a paper preset (e.g. smnist-tau0.01, see reference_models/train/presets.py); other options override it")
-    add("--backend", choices=BACKENDS, default=defaults.backend)
+    add("--backend", choices=BACKENDS, default=defaults.backend, help="framework: PyTorch or JAX (Equinox, Optax)")
     add("--model", choices=MODELS, default=defaults.model, help="SSM layer type")
-    add("--task", choices=TASKS, default=defaults.task)
-    add("--data-dir", default=None, help="local data folder (smnist, scifar, listops, imdb, aan, pathfinder)")
-    add("--max-train", type=int, default=None, help="use at most this many training sequences")
+    add("--task", choices=TASKS, default=defaults.task, help="data set (mnist1d, digits, sysid, selective_copying are offline)")
+    add("--data-dir", default=defaults.data_dir, help="local data folder of smnist, scifar, listops, imdb, aan, pathfinder (never downloaded)")
+    add("--data-file", default=defaults.data_file, help="--task arrays: an .npz with x_train, y_train, x_test, y_test (optional x_val, y_val)")
+    add("--max-train", type=int, default=defaults.max_train, help="use at most this many training sequences (none: all)")
     add("--steps", type=int, default=defaults.steps, help="training steps")
-    add("--batch-size", type=int, default=defaults.batch_size)
-    add("--lr", type=float, default=defaults.lr)
-    add("--d-model", type=int, default=defaults.d_model)
-    add("--state-dim", type=int, default=defaults.state_dim, help="initial state dim of every layer")
-    add("--layers", type=int, default=defaults.n_layers)
-    add("--dropout", type=float, default=defaults.dropout)
-    add("--tau", type=float, default=defaults.tau, help="energy tolerance; omit with --no-compress")
-    add("--no-compress", action="store_true", help="train the full model only")
-    add("--mode", choices=("tolerance", "fixed"), default=defaults.mode)
-    add("--fraction", type=float, default=defaults.fraction, help="fixed mode: fraction cut per check")
-    add("--energy", choices=("sum", "squared"), default=defaults.energy)
+    add("--batch-size", type=int, default=defaults.batch_size, help="sequences per step (under torchrun: the global batch)")
+    add("--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, warm-up then cosine decay)")
+    add("--d-model", type=int, default=defaults.d_model, help="width of the model (SSM inputs and outputs)")
+    add("--state-dim", type=int, default=defaults.state_dim, help="initial state dimension of every SSM layer")
+    add("--layers", type=int, default=defaults.n_layers, help="number of SSM blocks")
+    add("--dropout", type=float, default=defaults.dropout, help="dropout probability in every block")
+    add("--tau", type=float, default=defaults.tau, help="tolerance mode: keep the smallest rank whose HSVs hold a fraction 1 - tau of the energy")
+    add("--no-compress", action="store_true", help="train the full model only, without reductions")
+    add("--mode", choices=("tolerance", "fixed"), default=defaults.mode,
+        help="tolerance: ranks from --tau; fixed: cut --fraction of every layer at each check")
+    add("--fraction", type=float, default=defaults.fraction, help="fixed mode: fraction of the states cut at each check")
+    add("--energy", choices=("sum", "squared"), default=defaults.energy,
+        help="HSV energy for --tau: sum of sigma (the authors' code) or of sigma^2")
     add("--reduce-every", type=int, default=defaults.reduce_every, help="steps between reduction checks")
-    add("--reduce-until", type=float, default=defaults.reduce_until, help="fraction of training with reductions")
-    add("--reduce-from", type=int, default=defaults.reduce_from, help="first check step (default: --reduce-every)")
-    add("--rollback-tolerance", type=float, default=defaults.rollback_tolerance)
-    add("--selection", choices=("largest", "smallest", "random"), default=defaults.selection)
-    add("--gramians", choices=GRAMIANS, default=defaults.gramians)
-    add("--eval-every", type=int, default=defaults.eval_every)
+    add("--reduce-until", type=float, default=defaults.reduce_until, help="reduction checks happen in this first fraction of training")
+    add("--reduce-from", type=int, default=defaults.reduce_from, help="first check step (none: --reduce-every)")
+    add("--rollback-tolerance", type=float, default=defaults.rollback_tolerance,
+        help="undo a reduction, and stop reducing, if the validation metric falls by more than this")
+    add("--selection", choices=("largest", "smallest", "random"), default=defaults.selection,
+        help="which balanced states to keep: the largest HSVs (CompreSSM) or an ablation")
+    add("--gramians", choices=GRAMIANS, default=defaults.gramians,
+        help="complex: balance u -> C x (the authors'); real_output: the map u -> Re(C x) the LRU computes")
+    add("--eval-every", type=int, default=defaults.eval_every, help="steps between validation evaluations")
     add("--hsv-every", type=int, default=defaults.hsv_every,
-        help="log every layer's HSVs every N steps and certify when the kept states settle (rank_stability in metrics.json)")
-    add("--seed", type=int, default=defaults.seed)
-    add("--output", type=Path, default=None, help="output folder (must be empty or new)")
+        help="log every layer's HSVs every N steps and certify when the kept states settle (rank_stability in metrics.json; none: off)")
+    add("--seed", type=int, default=defaults.seed, help="random seed (initialisation, batches, generated data)")
+    add("--output", type=Path, default=None, help="output folder, empty or new (none: runs/MODEL_TASK, runs/compare or runs/demo)")
     add("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
     add("--quiet", action="store_true", help="no progress bars")
+    add("--device", default=defaults.device,
+        help="auto: CUDA, then MPS, then the CPU (JAX: its default backend); or cpu, cuda, cuda:N, mps, gpu")
+    add("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+        help="write checkpoint.safetensors every N steps (none: at every evaluation); also on Ctrl-C and SIGTERM")
+    add("--tensorboard", action="store_true", default=defaults.tensorboard,
+        help="also log to TensorBoard in OUTPUT/tensorboard (log.csv is always written)")
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
-    base = PRESETS[args.preset] if args.preset else TrainConfig()  # keeps what has no option
+def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` (preset, ``--config`` file: keeps what has no option) with the options of ``args``."""
     return base.replace(
         task=args.task,
         backend=args.backend,
@@ -100,17 +122,21 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         hsv_every=args.hsv_every,
         seed=args.seed,
         data_dir=args.data_dir,
+        data_file=args.data_file,
         max_train=args.max_train,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        tensorboard=args.tensorboard,
         **_objective_options(args),
     )
 
 
-def _add_objective_options(parser: argparse.ArgumentParser) -> None:
+def _add_objective_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     add = parser.add_argument
-    add("--hnn-weight", type=float, default=TrainConfig().hnn_weight, help="Hankel nuclear norm penalty weight")
-    add("--distill-weight", type=float, default=TrainConfig().distill_weight, help="distillation: soft-loss weight")
-    add("--temperature", type=float, default=TrainConfig().distill_temperature, help="distillation temperature")
-    add("--teacher", default=None, help="distillation: the teacher's checkpoint (model.safetensors)")
+    add("--hnn-weight", type=float, default=defaults.hnn_weight, help="Hankel nuclear norm penalty weight")
+    add("--distill-weight", type=float, default=defaults.distill_weight, help="distillation: soft-loss weight")
+    add("--temperature", type=float, default=defaults.distill_temperature, help="distillation temperature")
+    add("--teacher", default=defaults.teacher, help="distillation: the teacher's checkpoint (model.safetensors)")
 
 
 def _objective_options(args: argparse.Namespace) -> dict:
@@ -129,10 +155,14 @@ def _add_arm_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--arms", nargs="+", choices=ARMS, default=list(DEFAULT_ARMS), metavar="ARM",
         help=f"arms to run ('full' always runs; arms bring the arms they need): {', '.join(ARMS)}")
-    add("--taus", type=float, nargs="+", default=None, help="tolerances to compare (default: --tau)")
+    add("--taus", type=float, nargs="+", default=None, help="tolerances to compare (none: --tau)")
     add("--hnn-weight", type=float, default=None, help="hnn arm: weight of the HSV-sum penalty")
     add("--distill-weight", type=float, default=None, help="distill arm: soft-loss weight")
     add("--temperature", type=float, default=None, help="distill arm: temperature")
+    add("--sweep", action="store_true",
+        help="the paper's figure: test metric vs final total state dim over --taus (none: 0.01 to 0.32, doubling) -> sweep.png")
+    add("--resume", action="store_true",
+        help="continue in --output: arms already done with the same settings are read back, failed and missing ones run")
 
 
 def _arm_options(args: argparse.Namespace):  # -> ArmOptions, imported after argument parsing
@@ -143,71 +173,169 @@ def _arm_options(args: argparse.Namespace):  # -> ArmOptions, imported after arg
     return ArmOptions(**{name: value for name, value in given.items() if value is not None})
 
 
+def _compare_taus(args: argparse.Namespace) -> list[float] | None:
+    """``--taus``, or with ``--sweep`` and no ``--taus`` the sweep's default tolerances."""
+    from .train.comparison import SWEEP_TAUS
+
+    return args.taus or (list(SWEEP_TAUS) if args.sweep else None)
+
+
 def _output_folder(args: argparse.Namespace, default: str) -> Path:
     output = args.output or Path("runs") / default
+    resume = getattr(args, "resume", False)
+    if resume and args.overwrite:
+        msg = "`--resume` keeps the arms already done in --output and `--overwrite` removes them; choose one"
+        raise ValueError(msg)
     if output.exists() and not output.is_dir():
         msg = f"`--output` {output} exists and is not a folder"
         raise ValueError(msg)
-    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite and not resume:
         msg = f"`--output` {output} is not empty; choose another folder or pass --overwrite"
         raise ValueError(msg)
     return output
 
 
-def _preset_name(argv: list[str] | None) -> str | None:
-    """The ``--preset`` of ``argv``, read before the full parse so that it sets the defaults."""
+COMMANDS = ("train", "compare", "demo")
+#: The extra that installs each optional package the commands import.
+_EXTRAS = {
+    "mnist1d": "tasks", "sklearn": "tasks", "lightning": "lightning", "tensorboard": "tensorboard",
+    "tensorboardX": "tensorboard", "transformers": "hf", "torch": "torch", "jax": "jax", "equinox": "jax",
+    "optax": "jax", "control": "validate", "slycot": "validate",
+}
+#: Packages in the extra of either backend (``torch`` and ``jax``).
+_BACKEND_PACKAGES = ("safetensors", "tqdm", "matplotlib", "tomli", "tomli_w")
+
+
+def _defaults(argv: list[str]) -> tuple[TrainConfig, dict[str, Any], str | None]:
+    """Read before the full parse: the run settings that flags override (``--preset`` or the
+    demo's, then the ``--config`` file's fields), the file's other options (``seeds``,
+    ``output``, ...) and the command."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=None)
-    return pre.parse_known_args(argv)[0].preset
+    pre.add_argument("--config", type=Path, default=None)
+    known = pre.parse_known_args(argv)[0]
+    command = next((word for word in argv if word in COMMANDS), None)
+    base = PRESETS.get(known.preset) or (DEMO if command == "demo" else TrainConfig())
+    if known.config is None:
+        return base, {}, command
+    from .train.config_file import apply_options, read_options
+
+    options = read_options(known.config)
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    in_config = {key: value for key, value in options.items() if key in fields}
+    others = {key: value for key, value in options.items() if key not in fields}
+    return apply_options(base, in_config, known.config), others, command
 
 
-def _parser(preset: str | None = None) -> argparse.ArgumentParser:
-    """The command line; ``train`` and ``compare`` take their defaults from ``PRESETS[preset]``."""
-    run_defaults = PRESETS.get(preset, TrainConfig())
-    parser = argparse.ArgumentParser(prog="compressm", description=__doc__.split("\n")[0])
+def _set_file_options(parser: argparse.ArgumentParser, options: dict[str, Any], command: str) -> None:
+    """Make a ``--config`` file's options that are no ``TrainConfig`` field (the long option
+    names with underscores: ``seeds``, ``arms``, ``output``, ...) the defaults of ``parser``."""
+    names = set(vars(parser.parse_args([]))) - {"config", "preset"}
+    unknown = [key for key in options if key not in names]
+    if unknown:
+        msg = f"`--config`: unknown key {unknown[0]!r} for `compressm {command}`; keys are the fields of a run's config.toml or long options with underscores (e.g. reduce_every)"
+        raise ValueError(msg)
+    parser.set_defaults(**options)
+
+
+def _parser(
+    defaults: TrainConfig | None = None, options: dict[str, Any] | None = None, command: str | None = None
+) -> argparse.ArgumentParser:
+    """The command line; the options of ``command`` take their defaults from ``defaults`` and
+    ``options`` (see ``_defaults``)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="compressm", description=__doc__.split("\n")[0], formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"compressm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train one model (compressing unless --no-compress)")
-    _add_run_options(train, run_defaults)
-    _add_objective_options(train)
-    compare = commands.add_parser("compare", help="CompreSSM against baselines, over seeds and tolerances")
-    _add_run_options(compare, run_defaults)
+    train = commands.add_parser("train", help="train one model (compressing unless --no-compress)", formatter_class=formatter)
+    _add_run_options(train, defaults or TrainConfig())
+    _add_objective_options(train, defaults or TrainConfig())
+    train.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                       help="continue the run in DIR from its checkpoint.safetensors (its options; --device, --checkpoint-every, --tensorboard may change)")
+    compare = commands.add_parser("compare", help="CompreSSM against baselines, over seeds and tolerances", formatter_class=formatter)
+    _add_run_options(compare, defaults or TrainConfig())
     _add_arm_options(compare)
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    demo = commands.add_parser("demo", help="`compare` on MNIST-1D with defaults for ~5 minutes on 2 cores")
-    _add_run_options(demo, DEMO)
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random seeds; every arm runs once per seed")
+    demo = commands.add_parser("demo", help="compare on MNIST-1D, full vs CompreSSM vs small, ~5 minutes on 2 cores", formatter_class=formatter)
+    _add_run_options(demo, defaults or DEMO)
     _add_arm_options(demo)
-    demo.add_argument("--seeds", type=int, nargs="+", default=[0])
+    demo.add_argument("--seeds", type=int, nargs="+", default=[0], help="random seeds; every arm runs once per seed")
+    if options and command in commands.choices:
+        _set_file_options(commands.choices[command], options, command)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser(_preset_name(argv)).parse_args(argv)
-    from .train.run import (  # heavy imports after argument parsing
-        compare,
-        is_main_process,
-        run_and_save,
-    )
-
+def _version() -> str:
     try:
-        config = _config(args)
+        return version("compressm")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
+def _missing_extra(error: ModuleNotFoundError, backend: str) -> str | None:
+    """One line naming the extra that installs the missing package, or None if none does."""
+    package = (error.name or "").split(".")[0]
+    extra = _EXTRAS.get(package) or (backend if package in _BACKEND_PACKAGES else None)
+    if extra is None:
+        return None
+    return f'the optional package {package!r} is not installed; install it with: pip install "compressm[{extra}]"'
+
+
+def _fail(message: str) -> int:
+    print(f"compressm: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    backend = TrainConfig().backend
+    try:
+        base, options, command = _defaults(argv)
+        args = _parser(base, options, command).parse_args(argv)
+        backend = args.backend
+        from .train.outputs import prepare_output
+        from .train.run import (  # heavy imports after argument parsing
+            compare,
+            is_main_process,
+            run_and_save,
+        )
+
+        config = _config(args, base)
         if args.command == "train":
-            output = _output_folder(args, f"{config.model}_{config.task}")
-            metrics = run_and_save(config, output, progress=not args.quiet)
+            if args.resume is not None:
+                output, config = args.resume, resumed_config(args.resume, args.device, args.checkpoint_every, args.tensorboard)
+            else:
+                output = prepare_output(args.output or Path("runs") / f"{config.model}_{config.task}", overwrite=args.overwrite)
+            metrics = run_and_save(config, output, progress=not args.quiet, resume=args.resume is not None)
             metric = next(key for key in metrics if key.startswith("test_"))
             dims = metrics["final_state_dims"]
             if is_main_process(config.backend):
                 print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
         else:
             output = _output_folder(args, args.command)
-            table = compare(
-                config, output, seeds=tuple(args.seeds), arms=args.arms, taus=args.taus,
-                options=_arm_options(args), progress=not args.quiet,
+            comparison = compare(
+                config, output, seeds=tuple(args.seeds), arms=args.arms, taus=_compare_taus(args),
+                options=_arm_options(args), progress=not args.quiet, resume=args.resume,
             )
             if is_main_process(config.backend):
-                print(f"{table}\n\ntables, metrics, checkpoints and plots in {output}")
+                print(f"{comparison.table}\n\ntables, metrics, checkpoints and plots in {output}")
+            if comparison.failures:
+                failed = ", ".join(f"{f['arm']} (tau {f['tau']}, seed {f['seed']}): {f['error']['type']}" for f in comparison.failures)
+                print(f"compressm: {len(comparison.failures)} arm(s) failed: {failed}; the errors are in "
+                      f"{output / 'comparison.json'}; rerun with --resume to retry them", file=sys.stderr)
+                return 1
     except ValueError as error:
-        print(f"compressm: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
+    except OSError as error:  # a folder or file the user named that cannot be read or written
+        return _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
+    except RunInterrupted as stop:
+        print(f"compressm: {stop}", file=sys.stderr)
+        return 128 + signal.Signals[stop.signal_name].value
+    except ModuleNotFoundError as error:
+        missing = _missing_extra(error, backend)
+        if missing is None:
+            raise
+        return _fail(missing)
     return 0
 
 
