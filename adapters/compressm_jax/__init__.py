@@ -1,7 +1,7 @@
 """compressm_jax: in-training compression of JAX (Equinox + Optax) SSMs with compressm_core."""
 
 from .compressor import CompressionEvent, Compressor
-from .interface import ReducibleSSM
+from .interface import ReducibleSelectiveSSM, ReducibleSSM
 from .optimizer import transfer_optimizer_state
 from .reduce import (
     Compressed,
@@ -13,7 +13,7 @@ from .reduce import (
     reducible_layers,
     replace_layers,
 )
-from .selective import ReducibleSelectiveSSM, selective_layers, state_energies
+from .selective import selective_layers, state_energies
 
 __all__ = [
     "Compressed",

@@ -8,8 +8,7 @@ that notes its input and calls the layer, and returns the noted inputs from the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -18,22 +17,8 @@ import numpy as np
 from compressm_core import ltv
 from compressm_core.layers import LayerReduction, Selection, energy_spectrum, selected_states
 
-
-@runtime_checkable
-class ReducibleSelectiveSSM(Protocol):
-    """A layer ``(L, H) -> (L, H)`` whose recurrence, on an input u, is
-    ``h_k = abar_k * h_(k-1) + bbar_k * u_k[:, None]`` per channel (state dim N) with a
-    read-out ``C_k`` shared by the channels."""
-
-    @property
-    def state_dim(self) -> int:
-        """The shared state dimension N."""
-
-    def time_varying_system(self, u: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(abar, bbar, C)`` on one sequence ``u`` (L, H): (L, H, N), (L, H, N), (L, N)."""
-
-    def with_states(self, keep: Sequence[int]) -> eqx.Module:
-        """A new layer keeping the state indices ``keep``; ``self`` unchanged."""
+from .interface import ReducibleSelectiveSSM
+from .pytree import compressible_layers, replace_layers
 
 
 class _Recorder(eqx.Module):
@@ -54,13 +39,11 @@ def layer_inputs(model: eqx.Module, calibration: Any) -> dict[str, np.ndarray]:
     The model must call its selective layers itself, once per sequence, and not inside a
     ``jax.jit`` or ``jax.lax.scan`` of its own (their inputs could not leave that trace).
     """
-    from .reduce import compressible_layers, replace_layers  # reduce imports this module
-
     calibration = np.asarray(calibration)
     if calibration.ndim != 3 or min(calibration.shape[:2]) < 1:
         msg = f"`calibration` must be a batch of sequences (batch, L, d_input), got shape {calibration.shape}"
         raise ValueError(msg)
-    layers = {name: layer for name, layer in compressible_layers(model) if _is_selective(layer)}
+    layers = dict(selective_layers(model))
     sinks: dict[str, list] = {name: [] for name in layers}
     recording = replace_layers(
         model, {name: _Recorder(layer, sinks[name]) for name, layer in layers.items()}
@@ -87,15 +70,13 @@ def layer_inputs(model: eqx.Module, calibration: Any) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in captured.items()}
 
 
-def _is_selective(node: Any) -> bool:
-    return isinstance(node, ReducibleSelectiveSSM)
-
-
 def selective_layers(model: eqx.Module) -> list[tuple[str, ReducibleSelectiveSSM]]:
     """The (dotted name, layer) pairs of every ``ReducibleSelectiveSSM`` in the pytree, in order."""
-    from .reduce import compressible_layers
-
-    return [(name, layer) for name, layer in compressible_layers(model) if _is_selective(layer)]
+    return [
+        (name, layer)
+        for name, layer in compressible_layers(model)
+        if isinstance(layer, ReducibleSelectiveSSM)
+    ]
 
 
 def state_energies(model: eqx.Module, calibration: Any) -> dict[str, np.ndarray]:
@@ -132,5 +113,5 @@ def reduce_selective_layer(
     keep = selected_states(name, energy, rank, selection=selection, rng=rng)
     new_layer = layer.with_states(keep)
     return new_layer, LayerReduction(
-        name, layer.state_dim, len(keep), energy_spectrum(energy), None
+        name, layer.state_dim, len(keep), energy_spectrum(energy), None, tuple(keep)
     )
