@@ -10,13 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from . import _array as _a
 from .balancing import Energy, balanced_truncation, rank_for_energy
 from .diagonal import real_output_system, to_diagonal
-from .schedule import ReductionSchedule, plan_ranks
+from .gramians import gramian_factors
+from .schedule import (
+    ReductionSchedule,
+    ScheduleState,
+    after_cut,
+    after_judgement,
+    certificate_holds,
+    discarded_energy,
+    layer_energy,
+    plan_ranks,
+    record_original_energy,
+    remaining_budget,
+    should_roll_back,
+)
 from .systems import DiagonalStateSpace
 
 Gramians = Literal["complex", "real_output"]
@@ -30,8 +44,8 @@ class LayerReduction:
     """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound.
 
     Selective layers reduced by index selection record their energy spectrum
-    (``energy_spectrum``) as ``hsv`` and no bound (``error_bound=None``): none holds for
-    a time-varying layer on unseen inputs.
+    (``energy_spectrum``) as ``hsv``, no bound (``error_bound=None``: none holds for a
+    time-varying layer on unseen inputs) and the state indices they kept (``kept``).
     """
 
     name: str
@@ -39,17 +53,135 @@ class LayerReduction:
     new_dim: int
     hsv: Array
     error_bound: float | None
+    kept: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class CompressionEvent:
-    """One reduction attempt: when, what changed, the metric around it, and whether it was undone."""
+    """One cut: when, what changed, and the metric just before it and just after it (before
+    any recovery training; a cut can cost many points for a moment)."""
 
     step: int
     reductions: tuple[LayerReduction, ...]
     metric_before: float
     metric_after: float
+    #: A cut is never undone when it is made; a later ``Judgement`` may undo it.
+    rolled_back: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The safety net's verdict on the cut made at ``cut_step`` (``reductions``), given at
+    ``step`` after recovery training: the metric before the cut, the metric after the
+    recovery training (``metric_after``), and whether the cut was undone."""
+
+    step: int
+    cut_step: int
+    reductions: tuple[LayerReduction, ...]
+    metric_before: float
+    metric_after: float
     rolled_back: bool
+
+
+Event = CompressionEvent | Judgement
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as JSON-able data (``event_from_dict`` reads it back)."""
+    reductions = [
+        {
+            "name": r.name, "old_dim": r.old_dim, "new_dim": r.new_dim,
+            "hsv": [float(v) for v in np.asarray(r.hsv).tolist()],
+            "error_bound": r.error_bound, "kept": None if r.kept is None else list(r.kept),
+        }
+        for r in event.reductions
+    ]
+    if isinstance(event, Judgement):
+        return {"kind": "judgement", "step": event.step, "cut_step": event.cut_step,
+                "reductions": reductions, "metric_before": event.metric_before,
+                "metric_after": event.metric_after, "rolled_back": event.rolled_back}
+    return {"kind": "cut", "step": event.step, "reductions": reductions,
+            "metric_before": event.metric_before, "metric_after": event.metric_after}
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """The event ``event_to_dict`` wrote; a ValueError says what is malformed."""
+    try:
+        reductions = tuple(
+            LayerReduction(
+                str(r["name"]), int(r["old_dim"]), int(r["new_dim"]), np.asarray(r["hsv"], dtype=np.float64),
+                None if r["error_bound"] is None else float(r["error_bound"]),
+                None if r["kept"] is None else tuple(int(i) for i in r["kept"]),
+            )
+            for r in data["reductions"]
+        )
+        if data["kind"] == "judgement":
+            return Judgement(int(data["step"]), int(data["cut_step"]), reductions, float(data["metric_before"]),
+                             float(data["metric_after"]), bool(data["rolled_back"]))
+        if data["kind"] == "cut":
+            return CompressionEvent(int(data["step"]), reductions, float(data["metric_before"]), float(data["metric_after"]))
+    except (KeyError, TypeError, ValueError) as error:
+        msg = f"malformed compressor event {data!r}: {error!r}"
+        raise ValueError(msg) from None
+    msg = f"compressor event kind must be 'cut' or 'judgement', got {data.get('kind')!r}"
+    raise ValueError(msg)
+
+
+def kept_cuts(events: Sequence[Event]) -> list[CompressionEvent]:
+    """The cuts of ``events`` that no judgement rolled back (pending ones included)."""
+    undone = {e.cut_step for e in events if isinstance(e, Judgement) and e.rolled_back}
+    return [e for e in events if isinstance(e, CompressionEvent) and e.step not in undone]
+
+
+def combined_error_bounds(events: Sequence[Event]) -> dict[str, float]:
+    """Per layer, the sum of the H-inf bounds ``2 * sum(discarded sigma)`` of its kept cuts.
+
+    It bounds the sum over cuts of ``||G_before - G_after||_Hinf``, each the change one cut
+    made to the layer's map at the moment of that cut; with no training between the cuts
+    this bounds ``||G_original - G_final||_Hinf`` (triangle inequality). Layers whose cuts
+    have no bound (selective layers) are left out.
+    """
+    bounds: dict[str, float] = {}
+    for event in kept_cuts(events):
+        for r in event.reductions:
+            if r.error_bound is not None:
+                bounds[r.name] = bounds.get(r.name, 0.0) + r.error_bound
+    return bounds
+
+
+def factor_product(system: DiagonalStateSpace) -> Array:
+    """``M = Lq^H Lp`` (..., n, n) of ``system``'s Gramian factors: its singular values are the
+    HSVs, and ``||M' - M||_2`` bounds how far any HSV moves between two systems (Weyl)."""
+    xp = system.xp
+    Lp, Lq = gramian_factors(system)
+    return _a.mH(Lq, xp) @ Lp
+
+
+def product_movements(history: Sequence[np.ndarray], product: np.ndarray) -> list[float]:
+    """``||product - M_j||_F`` for every remembered product ``M_j`` of the same shape."""
+    return [float(np.linalg.norm(product - old)) for old in history if old.shape == product.shape]
+
+
+def remember_product(history: Sequence[np.ndarray], product: np.ndarray, count: int) -> list[np.ndarray]:
+    """The last ``count`` products of ``product``'s shape, ``product`` last."""
+    same = [old for old in history if old.shape == product.shape]
+    return [*same, product][-count:]
+
+
+def products_to_json(memory: Mapping[str, Sequence[np.ndarray]]) -> dict[str, list]:
+    """Certificate memory (layer -> complex (n, n) products) as JSON: [real rows, imag rows]."""
+    return {
+        name: [[np.real(m).tolist(), np.imag(m).tolist()] for m in products]
+        for name, products in memory.items()
+    }
+
+
+def products_from_json(data: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
+    """The certificate memory ``products_to_json`` wrote."""
+    return {
+        name: [np.asarray(re, dtype=np.float64) + 1j * np.asarray(im, dtype=np.float64) for re, im in products]
+        for name, products in data.items()
+    }
 
 
 def analysed_system(
@@ -170,8 +302,133 @@ def check_layer_names(ranks: Mapping[str, int], known: Sequence[str]) -> None:
 def planned_ranks(
     schedule: ReductionSchedule, hsvs: Mapping[str, Sequence[float]]
 ) -> dict[str, int]:
-    """The layers ``schedule`` reduces now, with their new ranks (in HSV units), from their HSVs."""
+    """The layers ``schedule`` reduces now, with their new ranks (in HSV units), from their HSVs
+    (per-check rules only: no run budget, no certificate; see ``plan_check``)."""
     names = list(hsvs)
     current = [len(hsvs[name]) for name in names]
     planned = plan_ranks(schedule, [[float(v) for v in hsvs[name]] for name in names], current)
     return {name: new for name, new, old in zip(names, planned, current, strict=True) if new < old}
+
+
+def plan_check(
+    schedule: ReductionSchedule,
+    state: ScheduleState,
+    hsvs: Mapping[str, Sequence[float]],
+    movements: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[dict[str, int], ScheduleState]:
+    """The layers to cut at a check, with their new ranks, and the state with the layers'
+    original energies recorded (``budget="run"``).
+
+    The rank rule is ``plan_ranks`` (with each layer's remaining run budget under
+    ``budget="run"``); under ``timing="certified"`` only layers whose ``certificate_holds``
+    with their ``movements`` (``||M_now - M_j||`` over earlier checks) are cut.
+    """
+    names = list(hsvs)
+    values = {name: [float(v) for v in hsvs[name]] for name in names}
+    state = record_original_energy(
+        schedule, state, {name: layer_energy(schedule, values[name]) for name in names}
+    )
+    allowed = (
+        [remaining_budget(schedule, state, name) for name in names] if schedule.budget == "run" else None
+    )
+    current = [len(values[name]) for name in names]
+    planned = plan_ranks(schedule, [values[name] for name in names], current, allowed_discard=allowed)
+    ranks = {name: new for name, new, old in zip(names, planned, current, strict=True) if new < old}
+    if schedule.timing == "certified":
+        moved = movements or {}
+        ranks = {
+            name: rank for name, rank in ranks.items()
+            if certificate_holds(schedule, values[name], rank, moved.get(name, ()))
+        }
+    return ranks, state
+
+
+def discarded_energies(
+    schedule: ReductionSchedule, hsvs: Mapping[str, Sequence[float]], ranks: Mapping[str, int]
+) -> dict[str, float]:
+    """The energy each layer of ``ranks`` discards when cut to its rank (``discarded_energy``)."""
+    return {
+        name: discarded_energy(schedule, [float(v) for v in hsvs[name]], rank)
+        for name, rank in ranks.items()
+    }
+
+
+Memory = dict[str, list[np.ndarray]]
+
+
+def plan_certified(
+    schedule: ReductionSchedule, state: ScheduleState, memory: Memory, products: Mapping[str, np.ndarray]
+) -> tuple[dict[str, int], ScheduleState, Memory]:
+    """``plan_check`` under certified timing from the layers' factor ``products`` (complex
+    (n, n); their singular values are the HSVs), with the certificate's ``memory`` (the last
+    ``certify_over`` products per layer) before and after this check."""
+    hsvs = {name: np.linalg.svd(m, compute_uv=False).tolist() for name, m in products.items()}
+    moved = {name: product_movements(memory.get(name, []), m) for name, m in products.items()}
+    ranks, state = plan_check(schedule, state, hsvs, moved)
+    count = schedule.certify_over
+    memory = {name: remember_product(memory.get(name, []), m, count) for name, m in products.items()}
+    return ranks, state, memory
+
+
+def record_cut(
+    schedule: ReductionSchedule,
+    state: ScheduleState,
+    memory: Memory,
+    step: int,
+    reductions: Sequence[LayerReduction],
+    ranks: Mapping[str, int],
+    metric_before: float,
+    metric_after: float,
+) -> tuple[ScheduleState, Memory, CompressionEvent]:
+    """A cut at ``step`` to ``ranks`` (HSV units): the state after it (``after_cut``, with the
+    energy each layer discarded), the memory without the cut layers (their order changed)
+    and its event."""
+    hsvs = {r.name: np.asarray(r.hsv).tolist() for r in reductions}
+    discarded = discarded_energies(schedule, hsvs, ranks)
+    state = after_cut(schedule, state, step, metric_before=metric_before, discarded=discarded)
+    memory = {name: m for name, m in memory.items() if name not in ranks}
+    return state, memory, CompressionEvent(step, tuple(reductions), metric_before, metric_after)
+
+
+def record_judgement(
+    schedule: ReductionSchedule, state: ScheduleState, events: Sequence[Event], step: int, metric_recovered: float
+) -> tuple[ScheduleState, Judgement]:
+    """The safety net's verdict at ``step`` on the pending cut (``should_roll_back`` against the
+    metric before it): the state after it and its event."""
+    pending = state.pending
+    if pending is None:
+        msg = "no cut awaits judgement"
+        raise ValueError(msg)
+    rolled_back = should_roll_back(schedule, pending.metric_before, metric_recovered)
+    cut = next(e for e in reversed(events) if isinstance(e, CompressionEvent) and e.step == pending.cut_step)
+    judgement = Judgement(step, pending.cut_step, cut.reductions, pending.metric_before, metric_recovered, rolled_back)
+    return after_judgement(schedule, state, rolled_back=rolled_back), judgement
+
+
+def compressor_state(state: ScheduleState, events: Sequence[Event], memory: Memory) -> dict[str, Any]:
+    """A compressor's progress as JSON-able data: schedule state (with the pending judgement's
+    metadata), events and the certificate's memory (``read_compressor_state`` reads it)."""
+    return {
+        "state": state.to_dict(),
+        "events": [event_to_dict(event) for event in events],
+        "products": products_to_json(memory),
+    }
+
+
+def read_compressor_state(
+    data: Mapping[str, Any], *, has_checkpoint: bool
+) -> tuple[ScheduleState, list[Event], Memory]:
+    """What ``compressor_state`` wrote; ValueError if it is malformed, or if a pending
+    judgement and the checkpoint of its cut (``has_checkpoint``) do not come together."""
+    if not isinstance(data, Mapping) or set(data) != {"state", "events", "products"}:
+        msg = f"a compressor state needs exactly the keys ['events', 'products', 'state'], got {data!r}"
+        raise ValueError(msg)
+    state = ScheduleState.from_dict(data["state"])
+    events = [event_from_dict(event) for event in data["events"]]
+    if (state.pending is not None) != has_checkpoint:
+        msg = (
+            "a compressor state with a pending judgement needs the checkpoint of its cut "
+            "(`pending_model` and its optimizer state), and one without needs none"
+        )
+        raise ValueError(msg)
+    return state, events, products_from_json(data["products"])

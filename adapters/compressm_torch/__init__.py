@@ -1,8 +1,10 @@
 """compressm_torch: in-training compression of PyTorch SSMs with compressm_core."""
 
-from .compressor import CompressionEvent, Compressor
+from compressm_core.layers import CompressionEvent, Judgement
+
+from .compressor import Checkpoint, Compressor
 from .interface import ReducibleSSM
-from .optimizer import transfer_optimizer
+from .optimizer import hand_over_schedulers, transfer_optimizer
 from .reduce import (
     Compressed,
     LayerReduction,
@@ -15,14 +17,17 @@ from .reduce import (
 from .selective import ReducibleSelectiveSSM, selective_layers, state_energies
 
 __all__ = [
+    "Checkpoint",
     "Compressed",
     "CompressionEvent",
     "Compressor",
+    "Judgement",
     "LayerReduction",
     "ReducibleSSM",
     "ReducibleSelectiveSSM",
     "compress",
     "compressible_layers",
+    "hand_over_schedulers",
     "hankel_singular_values",
     "reduce_layer",
     "reducible_layers",

@@ -10,13 +10,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compressm_core.schedule import (
+    PendingJudgement,
     ReductionSchedule,
     ScheduleState,
-    after_reduction,
+    after_cut,
+    after_judgement,
+    certificate_holds,
     check_steps,
+    discarded_energy,
     is_check_step,
+    is_judgement_step,
+    layer_energy,
+    left_chance,
     plan_ranks,
     rank_for_energy_fraction,
+    record_original_energy,
+    remaining_budget,
     should_roll_back,
 )
 
@@ -36,17 +45,43 @@ def fixed(**overrides) -> ReductionSchedule:
 
 def test_defaults_follow_the_paper():
     schedule = ReductionSchedule(total_steps=200_000, tau=0.01)
-    assert schedule.interval == 2000
+    assert schedule.interval is None and schedule.check_interval == 5000  # 4 attempts in 10%
     assert schedule.reduce_until == 0.1
-    assert schedule.first_check_step == 2000
+    assert schedule.first_check_step == 5000
     assert schedule.last_check_step == 20_000
+    assert list(check_steps(schedule)) == [5000, 10_000, 15_000, 20_000]
     assert schedule.mode == "tolerance"
     assert schedule.energy == "sum"
+    assert schedule.budget == "per_check" and schedule.timing == "steps"
     assert schedule.gate == 0.95
     assert schedule.min_rank == 1
+    assert schedule.net is False  # no rollback in tolerance mode (the authors' code)
     assert schedule.rollback_tolerance == 0.02
+    assert schedule.after_rollback == "stop"
     assert schedule.metric_mode == "max"
     assert schedule.selection == "largest"
+
+
+def test_the_default_interval_scales_with_the_run():
+    # a quarter of the window floor(0.1 * steps), at least one step
+    assert list(check_steps(ReductionSchedule(total_steps=200, tau=0.1))) == [5, 10, 15, 20]
+    assert list(check_steps(ReductionSchedule(total_steps=2000, tau=0.1))) == [50, 100, 150, 200]
+    assert list(check_steps(ReductionSchedule(total_steps=30, tau=0.1))) == [1, 2, 3]
+    assert list(check_steps(ReductionSchedule(total_steps=10, tau=0.1))) == [1]
+    with pytest.raises(ValueError, match=r"`start`.*= 0, got 1"):
+        ReductionSchedule(total_steps=9, tau=0.1)
+
+
+def test_the_safety_net_is_on_in_pragmatic_mode_only_by_default():
+    assert ReductionSchedule(total_steps=100, mode="pragmatic").net
+    assert not ReductionSchedule(total_steps=100, mode="fixed").net
+    assert ReductionSchedule(total_steps=100, tau=0.1, safety_net=True).net
+    assert ReductionSchedule(total_steps=100, tau=0.1, interval=3).recovery == 3
+    assert ReductionSchedule(total_steps=100, tau=0.1, recovery_steps=7).recovery == 7
+    with pytest.raises(ValueError, match="`safety_net` must be on in mode 'pragmatic'"):
+        ReductionSchedule(total_steps=100, mode="pragmatic", safety_net=False)
+    with pytest.raises(ValueError, match="`budget` 'run'"):
+        ReductionSchedule(total_steps=100, mode="fixed", budget="run")
 
 
 def test_schedule_and_state_are_frozen():
@@ -102,9 +137,9 @@ def test_tau_is_checked_in_fixed_mode_too():
 
 
 def test_window_without_any_check_is_rejected():
-    # 10% of 1000 steps is step 100; the default first check is at interval = 2000.
+    # 10% of 1000 steps is step 100; an interval of 2000 puts the first check at 2000.
     with pytest.raises(ValueError, match=r"`start`.*= 100, got 2000"):
-        ReductionSchedule(total_steps=1000, tau=0.1)
+        ReductionSchedule(total_steps=1000, interval=2000, tau=0.1)
     with pytest.raises(ValueError, match=r"`start`.*= 100, got 101"):
         tolerance(start=101)
 
@@ -180,21 +215,57 @@ def test_check_step_matches_its_definition(total, interval, start, until, step):
 # --- the run state -------------------------------------------------------------------
 
 
-def test_kept_reduction_counts_and_rollback_stops():
-    state = ScheduleState()
-    assert (state.reductions, state.stopped) == (0, False)
-    state = after_reduction(state, rolled_back=False)
-    state = after_reduction(state, rolled_back=False)
-    assert state == ScheduleState(reductions=2, stopped=False)
-    stopped = after_reduction(state, rolled_back=True)
-    assert stopped == ScheduleState(reductions=2, stopped=True)
-    assert state == ScheduleState(reductions=2, stopped=False)  # the input is unchanged
+def test_cuts_count_and_the_net_judges_after_recovery():
+    schedule = tolerance(safety_net=True, recovery_steps=15)
+    state = after_cut(schedule, ScheduleState(), 20, metric_before=0.8, discarded={"a": 1.5})
+    assert state.reductions == 1 and state.pending == PendingJudgement(20, 35, 0.8, {"a": 1.5})
+    assert not is_check_step(schedule, 30, state)  # no check while a judgement is pending
+    assert not is_judgement_step(schedule, 34, state) and is_judgement_step(schedule, 35, state)
+    kept = after_judgement(schedule, state, rolled_back=False)
+    assert kept == ScheduleState(reductions=1, discarded_energy={"a": 1.5})
+    assert is_check_step(schedule, 40, kept)
+
+
+def test_a_rollback_stops_or_skips_and_returns_the_energy():
+    for after, stopped in (("stop", True), ("skip", False)):
+        schedule = tolerance(safety_net=True, after_rollback=after)
+        state = after_cut(schedule, ScheduleState(), 20, metric_before=0.8, discarded={"a": 1.5})
+        undone = after_judgement(schedule, state, rolled_back=True)
+        assert undone == ScheduleState(reductions=0, stopped=stopped, discarded_energy={"a": 0.0})
+        assert is_check_step(schedule, 40, undone) is not stopped
+    with pytest.raises(ValueError, match="no cut awaits judgement"):
+        after_judgement(tolerance(), ScheduleState(), rolled_back=False)
+
+
+def test_without_the_net_a_cut_awaits_no_judgement():
+    state = after_cut(tolerance(), ScheduleState(), 20, metric_before=0.8, discarded={})
+    assert state == ScheduleState(reductions=1) and is_check_step(tolerance(), 30, state)
+
+
+def test_the_judgement_falls_on_the_last_step_at_the_latest():
+    schedule = ReductionSchedule(total_steps=100, interval=10, tau=0.1, safety_net=True, recovery_steps=50)
+    state = after_cut(schedule, ScheduleState(), 10, metric_before=1.0, discarded={})
+    assert state.pending.judge_step == 60
+    state = after_cut(schedule, ScheduleState(), 80 - 20, metric_before=1.0, discarded={})
+    assert state.pending.judge_step == 100
+
+
+def test_state_round_trips_through_json():
+    import json
+
+    schedule = tolerance(safety_net=True, budget="run")
+    state = record_original_energy(schedule, ScheduleState(chance_metric=0.1), {"a": 10.0})
+    state = after_cut(schedule, state, 20, metric_before=0.8, discarded={"a": 0.5})
+    assert ScheduleState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    with pytest.raises(ValueError, match="needs exactly the keys"):
+        ScheduleState.from_dict({"reductions": 1})
 
 
 def test_stopped_state_prevents_further_checks():
-    schedule = tolerance()
-    running = after_reduction(ScheduleState(), rolled_back=False)
-    stopped = after_reduction(running, rolled_back=True)
+    schedule = tolerance(safety_net=True)
+    running = after_cut(tolerance(), ScheduleState(), 10, metric_before=1.0, discarded={})
+    pending = after_cut(schedule, running, 10, metric_before=1.0, discarded={})
+    stopped = after_judgement(schedule, pending, rolled_back=True)
     assert is_check_step(schedule, 20, running)
     assert not any(is_check_step(schedule, step, stopped) for step in range(0, 200))
 
@@ -460,18 +531,74 @@ def test_rollback_errors_name_the_argument(before, after, name, value):
 
 
 def test_a_trainer_loop_reduces_until_a_rollback():
-    schedule = ReductionSchedule(total_steps=100, interval=2, reduce_until=0.1, mode="fixed")
+    # pragmatic mode: 10% cuts, each judged at the next check; the third one hurts.
+    schedule = ReductionSchedule(total_steps=100, interval=2, reduce_until=0.1, mode="pragmatic")
     state, ranks, history = ScheduleState(), [64, 32], []
-    metric = 0.9
-    for step in range(schedule.total_steps):
+    checkpoint = None
+    for step in range(1, schedule.total_steps + 1):
+        metric = 0.9 if step < 8 else 0.8
+        if is_judgement_step(schedule, step, state):
+            rolled_back = should_roll_back(schedule, state.pending.metric_before, metric)
+            state = after_judgement(schedule, state, rolled_back=rolled_back)
+            if rolled_back:
+                ranks = checkpoint
+                history.append((step, "rolled back", ranks))
+                continue
         if not is_check_step(schedule, step, state):
             continue
-        new_ranks = plan_ranks(schedule, [[1.0] * r for r in ranks], ranks)
-        after = metric if step < 6 else metric - 0.05  # the third reduction hurts
-        rolled_back = should_roll_back(schedule, metric, after)
-        if not rolled_back:
-            ranks = new_ranks
-        state = after_reduction(state, rolled_back=rolled_back)
-        history.append((step, ranks))
-    assert history == [(2, [57, 28]), (4, [51, 25]), (6, [51, 25])]
-    assert state == ScheduleState(reductions=2, stopped=True)
+        checkpoint, ranks = ranks, plan_ranks(schedule, [[1.0] * r for r in ranks], ranks)
+        state = after_cut(schedule, state, step, metric_before=metric, discarded={})
+        history.append((step, "cut", ranks))
+    assert history == [
+        (2, "cut", [57, 28]), (4, "cut", [51, 25]), (6, "cut", [45, 22]), (8, "rolled back", [51, 25]),
+    ]
+    assert state.stopped and state.reductions == 2
+
+
+# --- run budget, certificate, chance level ---------------------------------------------
+
+
+def test_the_run_budget_stops_where_tau_of_the_original_energy_is_spent():
+    # HSVs 8, 4, 2, 1, 1 (sum 16); tau 0.25 -> the run may discard 4 in all.
+    schedule = ReductionSchedule(total_steps=100, interval=10, tau=0.25, budget="run", gate=1.0)
+    hsv = [8.0, 4.0, 2.0, 1.0, 1.0]
+    state = record_original_energy(schedule, ScheduleState(), {"a": layer_energy(schedule, hsv)})
+    assert state.original_energy == {"a": 16.0} and remaining_budget(schedule, state, "a") == 4.0
+    assert plan_ranks(schedule, [hsv], [5], allowed_discard=[4.0]) == [2]  # discards 2 + 1 + 1
+    state = after_cut(schedule, state, 10, metric_before=1.0, discarded={"a": discarded_energy(schedule, hsv, 2)})
+    assert remaining_budget(schedule, state, "a") == 0.0
+    # trained on: the two kept states now hold 6 and 5; nothing more may go
+    assert plan_ranks(schedule, [[6.0, 5.0]], [2], allowed_discard=[0.0]) == [2]
+    # per check, the same tolerance would cut again: 25% of 11 > 5 is false, 6/11 < 0.75
+    assert plan_ranks(ReductionSchedule(total_steps=100, interval=10, tau=0.5, gate=1.0), [[6.0, 5.0]], [2]) == [1]
+    # a later check does not re-record the original energy
+    assert record_original_energy(schedule, state, {"a": 11.0}).original_energy == {"a": 16.0}
+    # per_check ignores the record
+    assert record_original_energy(tolerance(), ScheduleState(), {"a": 1.0}) == ScheduleState()
+
+
+def test_the_run_budget_in_squared_energy():
+    schedule = ReductionSchedule(total_steps=100, interval=10, tau=0.1, budget="run", energy="squared", gate=1.0)
+    hsv = [3.0, 1.0, 1.0]  # squared energy 11; tau 0.1 -> 1.1: one unit state may go
+    assert layer_energy(schedule, hsv) == 11.0
+    assert plan_ranks(schedule, [hsv], [3], allowed_discard=[1.1]) == [2]
+
+
+def test_certificate_from_a_hand_built_perturbation():
+    schedule = tolerance(certify_over=2)
+    hsv = [3.0, 1.0, 0.5]
+    # gap at r=1 is 2: movements below 1 certify, from two earlier checks on
+    assert certificate_holds(schedule, hsv, 1, [0.9, 0.5])
+    assert not certificate_holds(schedule, hsv, 1, [1.0, 0.5])  # 2 > 2 * 1.0 fails
+    assert not certificate_holds(schedule, hsv, 1, [0.1])  # one earlier check is too few
+    assert certificate_holds(schedule, hsv, 2, [0.2, 0.24])  # gap 0.5 > 0.48
+    with pytest.raises(ValueError, match="`rank`"):
+        certificate_holds(schedule, hsv, 3, [0.0, 0.0])
+
+
+def test_chance_level_is_left_by_the_margin():
+    schedule = tolerance(chance_margin=0.05)
+    assert left_chance(schedule, 0.16, 0.1) and not left_chance(schedule, 0.14, 0.1)
+    assert not left_chance(schedule, math.nan, 0.1)
+    lower = tolerance(chance_margin=0.05, metric_mode="min")
+    assert left_chance(lower, 0.9, 1.0) and not left_chance(lower, 0.97, 1.0)
