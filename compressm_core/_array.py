@@ -6,6 +6,8 @@ down; nothing here imports a framework.
 
 from __future__ import annotations
 
+import operator
+import sys
 from typing import Any
 
 import array_api_compat
@@ -18,6 +20,22 @@ def namespace(*arrays: Array, xp: Any = None) -> Any:
     if xp is not None:
         return xp
     return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+
+
+def is_traced(x: Array) -> bool:
+    """True while ``x`` is being traced by a compiler (``jax.jit``/``jax.vmap``, ``torch.compile``):
+    its values cannot be read on the host, so value checks are skipped and automatic choices that
+    need them fall back to their static defaults. Looks only at frameworks already imported."""
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.core.Tracer):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and hasattr(torch, "compiler") and torch.compiler.is_compiling()
+
+
+def concrete_bool(x: Array) -> bool | None:
+    """``bool(x)``, or None while ``x`` is traced (its value is not known yet)."""
+    return None if is_traced(x) else bool(x)
 
 
 def device_of(x: Array) -> Any:
@@ -105,14 +123,32 @@ def from_numpy(a: Any, like: Array, xp: Any) -> Array:
 
 
 def check_floating(name: str, x: Array, xp: Any) -> None:
-    if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
-        msg = f"`{name}` must have a floating or complex dtype, got {x.dtype}"
+    """ValueError unless ``x`` is float32, float64, complex64 or complex128 (half precision
+    and bfloat16 have too few digits for Gramians; cast them first)."""
+    if x.dtype not in (xp.float32, xp.float64, xp.complex64, xp.complex128):
+        msg = (
+            f"`{name}` must be float32, float64, complex64 or complex128, got {x.dtype}"
+            " (cast half-precision or integer arrays to float32 or float64 first)"
+        )
         raise ValueError(msg)
 
 
+def check_integer(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int (any integer type, e.g. ``np.int64``, but not bool) in [low, high]."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= high:
+        msg = f"`{name}` must be an integer in [{low}, {high}], got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
 def check_finite(name: str, x: Array, xp: Any) -> None:
+    """ValueError when ``x`` holds NaN or Inf; nothing is checked while ``x`` is traced."""
     finite = xp.isfinite(x)
-    if not bool(xp.all(finite)):
+    if concrete_bool(xp.all(finite)) is False:
         bad = int(xp.sum(xp.astype(xp.logical_not(finite), xp.int64)))
         msg = f"`{name}` holds {bad} NaN or Inf value(s) (shape {tuple(x.shape)})"
         raise ValueError(msg)

@@ -9,19 +9,48 @@ values of ``Lq^H Lp`` (never ``sqrt(eig(P Q))`` of a non-Hermitian product). Wri
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _array as _a
-from .gramians import FactorMethod, gramian_factors
-from .systems import DiagonalStateSpace, StateSpace, System, _concrete_bool
+from .gramians import FactorMethod, common_dtype_gramians, gramian_factor, gramian_factors
+from .systems import DiagonalStateSpace, StateSpace, System
 
 Array = Any
 Energy = Literal["sum", "squared"]
+SpectrumMethod = Literal["auto", "eigh", "svd"]
+
+#: ``method="auto"`` keeps the "eigh" values where sigma_n >= EIGH_GATE * sqrt(eps) * sigma_1
+EIGH_GATE = 100.0
 
 
-def hankel_singular_values(sys: System, *, factor: FactorMethod = "auto") -> Array:
+def _values_by_eigh(Lp: Array, Q: Array, xp: Any) -> Array:
+    """sigma = sqrt(eigvalsh(Lp^H Q Lp)), descending: Lp^H Q Lp = (Lq^H Lp)^H (Lq^H Lp)."""
+    H = _a.mH(Lp, xp) @ (Q @ Lp)
+    squares = xp.linalg.eigvalsh((H + _a.mH(H, xp)) / 2)
+    return xp.flip(xp.sqrt(xp.clip(squares, min=0.0)), axis=-1)
+
+
+def _eigh_values_are_accurate(hsv: Array, xp: Any) -> bool:
+    """Whether sigma_n >= EIGH_GATE sqrt(eps) sigma_1 in every batch member (eager only)."""
+    ratio = hsv[..., -1] / xp.where(hsv[..., 0] > 0, hsv[..., 0], xp.ones_like(hsv[..., 0]))
+    return bool(xp.all(ratio >= EIGH_GATE * _a.eps(hsv.dtype, xp) ** 0.5))
+
+
+def hankel_singular_values(
+    sys: System, *, factor: FactorMethod = "auto", method: SpectrumMethod = "auto"
+) -> Array:
     """Hankel singular values of a stable system, descending, shape (..., n).
+
+    ``method="svd"``: the singular values of ``Lq^H Lp`` (absolute error ~ eps sigma_1 for
+    every value). ``"eigh"``: ``sqrt(eigvalsh(Lp^H Q Lp))``, one factorisation and a Hermitian
+    eigenvalue problem instead of two factorisations and an SVD (2-3x cheaper), absolute error
+    ~ eps sigma_1^2 / sigma_i, so small values lose digits. ``"auto"``: "eigh", kept where
+    ``sigma_n >= 100 sqrt(eps) sigma_1`` (then every value is within ~sqrt(eps)/200 sigma_1,
+    7e-11 sigma_1 in float64) and recomputed by "svd" otherwise; while traced (``jax.jit``,
+    ``torch.compile``), where that test cannot be read, "auto" is "svd". ``factor`` chooses the
+    Gramian factorisation (see ``gramian_factor``).
 
     Examples
     --------
@@ -32,8 +61,19 @@ def hankel_singular_values(sys: System, *, factor: FactorMethod = "auto") -> Arr
     >>> round(float(hsv[0]), 12)  # |c b| / (1 - a^2)
     1.333333333333
     """
+    if method not in ("auto", "eigh", "svd"):
+        msg = f"`method` {method!r} is unknown; choose 'auto', 'eigh' or 'svd'"
+        raise ValueError(msg)
     xp = sys.xp
-    Lp, Lq = gramian_factors(sys, method=factor)
+    P, Q = common_dtype_gramians(sys)
+    Lp = gramian_factor(P, method=factor)
+    if method == "auto" and _a.is_traced(Lp):
+        method = "svd"
+    if method != "svd":
+        hsv = _values_by_eigh(Lp, Q, xp)
+        if method == "eigh" or _eigh_values_are_accurate(hsv, xp):
+            return hsv
+    Lq = gramian_factor(Q, method=factor)
     return xp.linalg.svdvals(_a.mH(Lq, xp) @ Lp)
 
 
@@ -61,6 +101,10 @@ def rank_for_energy(hsv: Array, tau: float, *, energy: Energy = "sum") -> Array:
         msg = f"`energy` {energy!r} is unknown; choose 'sum' or 'squared'"
         raise ValueError(msg)
     xp = _a.namespace(hsv)
+    if hsv.ndim < 1 or hsv.shape[-1] == 0:
+        msg = f"`hsv` must have shape (..., n) with n >= 1, got {tuple(hsv.shape)}"
+        raise ValueError(msg)
+    _a.check_finite("hsv", hsv, xp)
     weights = hsv if energy == "sum" else hsv * hsv
     kept = xp.cumulative_sum(weights, axis=-1)
     needed = (1 - tau) * kept[..., -1:]
@@ -99,17 +143,20 @@ def _resolve_kept(
         msg = f"give exactly one of `rank`, `tau` or `keep`, got rank={rank}, tau={tau}, keep={keep}"
         raise ValueError(msg)
     if keep is not None:
-        kept = tuple(int(i) for i in keep)
+        try:
+            kept = tuple(operator.index(i) for i in keep)
+        except TypeError:  # not integers: reported below
+            kept = ()
         if not kept or len(set(kept)) != len(kept) or not all(0 <= i < n for i in kept):
             msg = f"`keep` must hold distinct state indices in [0, {n}), got {keep}"
             raise ValueError(msg)
         return tuple(sorted(kept))
     if tau is not None:
+        if _a.is_traced(hsv):
+            msg = "`tau` chooses the rank from the HSVs' values, which a traced call cannot read; pass a static `rank`"
+            raise ValueError(msg)
         rank = int(xp.max(rank_for_energy(hsv, tau, energy=energy)))
-    elif isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < n:
-        msg = f"`rank` must be an integer in [1, {n - 1}] for a system of order {n}, got {rank!r}"
-        raise ValueError(msg)
-    return tuple(range(rank))
+    return tuple(range(_a.check_integer("rank", rank, 1, n - 1)))
 
 
 def balanced_truncation(
@@ -148,7 +195,7 @@ def balanced_truncation(
     kept = _resolve_kept(hsv, sys.n, rank, tau, keep, energy, xp)
     index = xp.asarray(kept, device=_a.device_of(hsv))
     kept_hsv = xp.take(hsv, index, axis=-1)
-    if _concrete_bool(xp.any(kept_hsv <= 0)):
+    if _a.concrete_bool(xp.any(kept_hsv <= 0)):
         msg = (
             f"a kept Hankel singular value is zero (kept {len(kept)} of {sys.n} states): the "
             "system's minimal order is smaller; keep fewer states"

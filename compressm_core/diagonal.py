@@ -59,8 +59,39 @@ def _modes_of_real_map(poles: Array, xp: Any) -> tuple[Array, Array]:
     return order, xp.take_along_axis(upper, order, axis=-1)
 
 
-def to_diagonal(system: System, *, real_output: bool = False) -> DiagonalStateSpace:
+def _inverse_of_eigenvectors(V: Array, max_condition: float | None, xp: Any) -> Array:
+    """V^-1, after checking that ``||V||_F ||V^-1||_F`` (an upper estimate of the 2-norm condition
+    number of the eigenvector basis, at most n times too large) stays within ``max_condition``
+    (default 1/sqrt(eps)): for a defective or nearly defective A the modal form amplifies rounding
+    errors by about that factor, and its transfer function is no longer the system's."""
+    limit = _a.eps(V.dtype, xp) ** -0.5 if max_condition is None else max_condition
+    try:
+        Vinv = xp.linalg.inv(V)
+    except (ValueError, RuntimeError):  # exactly singular V (NumPy's LinAlgError, torch's error)
+        Vinv = xp.full_like(V, float("nan"))
+    condition = xp.reshape(_a.frobenius_norm(V, xp) * _a.frobenius_norm(Vinv, xp), (-1,))
+    condition = xp.where(xp.isfinite(condition), condition, xp.full_like(condition, float("inf")))
+    if _a.concrete_bool(xp.all(condition <= limit)) is False:
+        index = int(xp.argmax(condition))
+        msg = (
+            "`system` has a (nearly) defective A: its eigenvector basis has condition estimate "
+            f"{float(condition[index]):.3g} > max_condition = {limit:.3g} (flat batch index {index}), "
+            "so its modal (diagonal) form would not reproduce its transfer function; keep a "
+            "different number of states, or keep the system dense"
+        )
+        raise ValueError(msg)
+    return Vinv
+
+
+def to_diagonal(
+    system: System, *, real_output: bool = False, max_condition: float | None = None
+) -> DiagonalStateSpace:
     """The modal form ``DiagonalStateSpace(poles, V^-1 B, C V, D)`` of ``system``, batched.
+
+    A defective or nearly defective A (a Jordan block) has no well-conditioned eigenvector basis:
+    where ``||V||_F ||V^-1||_F`` exceeds ``max_condition`` (default ``1/sqrt(eps)``, 6.7e7 in
+    float64) a ValueError is raised instead of returning a modal form with a wrong transfer
+    function. The check reads values on the host and is skipped while traced (``jax.jit``).
 
     ``real_output=True`` is for systems whose transfer function is real (the map
     ``u -> Re(...)`` the LRU reads): of each conjugate pole pair only the pole with
@@ -80,9 +111,13 @@ def to_diagonal(system: System, *, real_output: bool = False) -> DiagonalStateSp
     xp = system.xp
     poles, V = _eig(system.A, xp)
     dtype = _a.complex_dtype(system.dtype, xp)
-    B = xp.linalg.solve(V, xp.astype(system.B, dtype))
+    Vinv = _inverse_of_eigenvectors(V, max_condition, xp)
+    B = Vinv @ xp.astype(system.B, dtype)
     C = xp.astype(system.C, dtype) @ V
     if real_output:
+        if _a.is_traced(poles):
+            msg = "real_output=True keeps a number of states that depends on the poles' values; call it eagerly"
+            raise ValueError(msg)
         index, is_pair = _modes_of_real_map(poles, xp)
         poles = xp.take_along_axis(poles, index, axis=-1)
         B = xp.take_along_axis(B, xp.broadcast_to(index[..., :, None], (*index.shape, B.shape[-1])), axis=-2)

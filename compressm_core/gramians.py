@@ -55,40 +55,52 @@ def gramians(sys: System) -> tuple[Array, Array]:
 
 
 def _eigh_factor(X: Array, xp: Any) -> Array:
-    """L = V sqrt(max(w, 0)) from X = V diag(w) V^H: exact for semidefinite X."""
+    """L = V sqrt(w) from X = V diag(w) V^H, exact for semidefinite X.
+
+    Eigenvalues at or below the rounding level of X (``n * eps * max|w|``) are set to zero: they
+    cannot be told from 0, and keeping their noise (clipping only the negative ones) would put
+    columns of size sqrt(eps ||X||) into L, which moves the small HSVs by about sqrt(eps) sigma_1.
+    """
     w, V = xp.linalg.eigh(X)
-    root = xp.sqrt(xp.clip(w, min=0.0))
+    level = X.shape[-1] * _a.eps(w.dtype, xp) * xp.max(xp.abs(w), axis=-1, keepdims=True)
+    root = xp.sqrt(xp.where(w > level, w, xp.zeros_like(w)))
     return V * xp.astype(root, V.dtype)[..., None, :]
 
 
-def _cholesky_or_none(X: Array, xp: Any) -> Array | None:
-    """Lower Cholesky factor, or None when X is not numerically positive definite."""
+def _cholesky(X: Array, xp: Any) -> tuple[Array, Array | None]:
+    """Lower Cholesky factor of X and, when it can be read, whether it succeeded everywhere
+    (None while traced: then a failed factorisation shows as NaN, the frameworks' convention)."""
     cholesky_ex = getattr(xp.linalg, "cholesky_ex", None)  # torch: no host sync, no raise
+    if cholesky_ex is not None:
+        L, info = cholesky_ex(X)
+        return L, _a.concrete_bool(xp.all(info == 0))
+    if _a.is_traced(X):
+        return xp.linalg.cholesky(X), None
     try:
-        if cholesky_ex is not None:
-            L, info = cholesky_ex(X)
-            return L if not bool(xp.any(info != 0)) else None
         L = xp.linalg.cholesky(X)
     except (ValueError, RuntimeError):  # numpy LinAlgError is a ValueError, torch's a RuntimeError
-        return None
-    return L if bool(xp.all(xp.isfinite(L))) else None  # JAX returns NaN instead of raising
+        return X, False
+    return L, bool(xp.all(xp.isfinite(L)))  # JAX returns NaN instead of raising
 
 
 def gramian_factor(X: Array, *, method: FactorMethod = "auto", xp: Any = None) -> Array:
     """A square-root factor L with ``X = L L^H`` of a Hermitian semidefinite X, (..., n, n).
 
-    "cholesky": lower-triangular Cholesky factor (X must be positive definite).
-    "eigh": ``V diag(sqrt(w))`` from the eigendecomposition; valid for singular X
-    (uncontrollable or unobservable states). "auto": Cholesky, and eigh where it fails.
+    "cholesky": lower-triangular Cholesky factor (X must be positive definite; eager calls
+    raise otherwise, traced ones give NaN). "eigh": ``V diag(sqrt(w))`` from the
+    eigendecomposition, with eigenvalues below the rounding level of X set to zero; valid for
+    singular X (uncontrollable or unobservable states). "auto": Cholesky, and eigh where it
+    fails; while traced (``jax.jit``, ``jax.vmap``, ``torch.compile``), where the failure cannot
+    be read on the host, "auto" is "eigh".
     """
     xp = _a.namespace(X, xp=xp)
-    if method == "eigh":
-        return _eigh_factor(X, xp)
-    if method not in ("auto", "cholesky"):
+    if method not in ("auto", "cholesky", "eigh"):
         msg = f"`method` {method!r} is unknown; choose 'auto', 'cholesky' or 'eigh'"
         raise ValueError(msg)
-    L = _cholesky_or_none(X, xp)
-    if L is not None:
+    if method == "eigh" or (method == "auto" and _a.is_traced(X)):
+        return _eigh_factor(X, xp)
+    L, succeeded = _cholesky(X, xp)
+    if succeeded is not False:
         return L
     if method == "cholesky":
         msg = "the Gramian is not numerically positive definite; use method='eigh' (or 'auto')"
@@ -98,8 +110,13 @@ def gramian_factor(X: Array, *, method: FactorMethod = "auto", xp: Any = None) -
 
 def gramian_factors(sys: System, *, method: FactorMethod = "auto") -> tuple[Array, Array]:
     """Factors ``(Lp, Lq)`` with ``P = Lp Lp^H`` and ``Q = Lq Lq^H``, each (..., n, n), of one dtype."""
+    P, Q = common_dtype_gramians(sys)
+    return gramian_factor(P, method=method), gramian_factor(Q, method=method)
+
+
+def common_dtype_gramians(sys: System) -> tuple[Array, Array]:
+    """``gramians(sys)`` cast to one dtype (P is complex for complex B, Q for complex C)."""
     xp = sys.xp
     P, Q = gramians(sys)
-    dtype = xp.result_type(P.dtype, Q.dtype)  # P is complex for complex B, Q for complex C
-    P, Q = xp.astype(P, dtype), xp.astype(Q, dtype)
-    return gramian_factor(P, method=method), gramian_factor(Q, method=method)
+    dtype = xp.result_type(P.dtype, Q.dtype)
+    return xp.astype(P, dtype), xp.astype(Q, dtype)

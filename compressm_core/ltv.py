@@ -24,7 +24,7 @@ from typing import Any
 from . import _array as _a
 from .balancing import rank_for_energy
 from .gramians import FactorMethod, gramian_factor
-from .systems import _check_values, _concrete_bool
+from .systems import _check_values
 
 Array = Any
 
@@ -335,7 +335,7 @@ def _check_energy(energy: Array, xp: Any) -> None:
         msg = f"`energy` must have a real floating dtype, got {energy.dtype}"
         raise ValueError(msg)
     _check_values("energy", energy, xp)
-    if _concrete_bool(xp.any(energy < 0)):
+    if _a.concrete_bool(xp.any(energy < 0)):
         msg = f"`energy` must be non-negative, got a minimum of {float(xp.min(energy)):.6g}"
         raise ValueError(msg)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from . import _array as _a
-from .systems import _concrete_bool
 
 Array = Any
 
@@ -28,8 +27,24 @@ def _check_pair(A: Array, Q: Array, xp: Any) -> None:
     _a.batch_shape(A.shape[:-2], Q.shape[:-2])
     for name, value in (("A", A), ("Q", Q)):
         _a.check_floating(name, value, xp)
-        if _concrete_bool(xp.all(xp.isfinite(value))) is False:
-            _a.check_finite(name, value, xp)
+        _a.check_finite(name, value, xp)
+
+
+def _check_iteration_options(tol: float | None, max_iterations: int) -> None:
+    if tol is not None and not tol > 0:  # also rejects NaN
+        msg = f"`tol` must be positive, got {tol}"
+        raise ValueError(msg)
+    _a.check_integer("max_iterations", max_iterations, 1, 1024)
+
+
+def _with_structure_of(X: Array, Q: Array, xp: Any) -> Array:
+    """X with the symmetry of the equation restored: the solution is Hermitian exactly when Q is
+    (the map Q -> X commutes with ^H), so for a Hermitian Q (up to rounding) the skew-Hermitian
+    part of X is rounding noise and is removed; for any other Q, X is returned as computed."""
+    n = Q.shape[-1]
+    skew = _a.frobenius_norm(Q - _a.mH(Q, xp), xp)
+    hermitian_q = skew <= 10 * n * _a.eps(Q.dtype, xp) * _a.frobenius_norm(Q, xp)
+    return xp.where(hermitian_q[..., None, None], (X + _a.mH(X, xp)) / 2, X)
 
 
 def _common_dtype(A: Array, Q: Array, xp: Any) -> Any:
@@ -49,26 +64,31 @@ def _doubling(A: Array, Q: Array, xp: Any, tol: float | None, max_iterations: in
     """Squared Smith iteration: X <- X + A_k X A_k^H, A_k <- A_k^2, until ||A_k||_F^2 <= tol.
 
     After k steps X = sum_{j < 2^k} A^j Q A^jH and the remainder is A_k X A_k^H, so the
-    stopping rule bounds the relative error of X by ``tol`` (default: machine epsilon).
+    stopping rule bounds the relative error of X by ``tol`` (default: machine epsilon). Any Q
+    (Hermitian or not): the iteration is linear in Q. While traced (``jax.jit``,
+    ``torch.compile``) the convergence test cannot be read, and all ``max_iterations`` steps run.
     """
     tol = _a.eps(A.dtype, xp) if tol is None else tol
+    traced = _a.is_traced(A) or _a.is_traced(Q)
     X = Q
     power = A
+    size = float("nan")
     for _ in range(max_iterations):
         X = X + power @ X @ _a.mH(power, xp)
         power = power @ power
-        size = xp.max(xp.sum(_a.abs2(power, xp), axis=(-2, -1)))
-        converged = _concrete_bool(size <= tol)
-        if converged:
-            return (X + _a.mH(X, xp)) / 2
-        if converged is False and not float(size) < 1e100:  # diverging (or NaN)
+        if traced:
+            continue
+        size = float(xp.max(xp.sum(_a.abs2(power, xp), axis=(-2, -1))))
+        if size <= tol:
+            return _with_structure_of(X, Q, xp)
+        if not size < 1e100:  # diverging (or NaN)
             break
     else:
-        if converged is None:  # traced under jax.jit: the fixed number of steps was run
-            return (X + _a.mH(X, xp)) / 2
+        if traced:
+            return _with_structure_of(X, Q, xp)
     msg = (
         "`A` is not stable: the doubling iteration did not converge "
-        f"(||A^(2^k)||_F^2 = {float(size):.3g} after {max_iterations} squarings); "
+        f"(||A^(2^k)||_F^2 = {size:.3g} after {max_iterations} squarings); "
         "its spectral radius is >= 1 or too close to 1"
     )
     raise ValueError(msg)
@@ -78,19 +98,21 @@ def _check_powers_vanish(A: Array, xp: Any, max_iterations: int) -> None:
     """Raise ValueError unless ``||A^(2^k)||_F^2`` falls below machine epsilon within
     ``max_iterations`` squarings, i.e. unless A is stable: the convergence test of the doubling
     iteration, for the Kronecker method, whose linear system is solvable for most unstable A too
-    (and then gives a solution of the equation that is no Gramian)."""
+    (and then gives a solution of the equation that is no Gramian). Skipped while traced."""
+    if _a.is_traced(A):
+        return
     tol = _a.eps(A.dtype, xp)
     power = A
+    size = float("nan")
     for _ in range(max_iterations):
         power = power @ power
-        size = xp.max(xp.sum(_a.abs2(power, xp), axis=(-2, -1)))
-        vanished = _concrete_bool(size <= tol)
-        if vanished is not False:  # True, or None when traced under jax.jit: nothing to check
+        size = float(xp.max(xp.sum(_a.abs2(power, xp), axis=(-2, -1))))
+        if size <= tol:
             return
-        if not float(size) < 1e100:  # diverging (or NaN)
+        if not size < 1e100:  # diverging (or NaN)
             break
     msg = (
-        f"`A` is not stable: ||A^(2^k)||_F^2 = {float(size):.3g} does not vanish; "
+        f"`A` is not stable: ||A^(2^k)||_F^2 = {size:.3g} does not vanish; "
         "its spectral radius is >= 1 or too close to 1"
     )
     raise ValueError(msg)
@@ -107,8 +129,7 @@ def _kronecker(A: Array, Q: Array, xp: Any) -> Array:
     kron = xp.reshape(kron, (*batch, n * n, n * n))
     system = _a.eye(n * n, kron.dtype, kron, xp) - kron
     vec_x = xp.linalg.solve(system, xp.reshape(Q, (*batch, n * n, 1)))
-    X = xp.reshape(vec_x, (*batch, n, n))
-    return (X + _a.mH(X, xp)) / 2
+    return _with_structure_of(xp.reshape(vec_x, (*batch, n, n)), Q, xp)
 
 
 def solve_discrete_lyapunov(
@@ -125,7 +146,7 @@ def solve_discrete_lyapunov(
     Parameters
     ----------
     A : (..., n, n) array, stable (all |eigenvalues| < 1).
-    Q : (..., n, n) Hermitian array.
+    Q : (..., n, n) array; Hermitian for Gramians (then X is Hermitian), but any Q is solved.
     method : "diagonal" (A must be diagonal; closed form), "doubling" (squared Smith,
         matmul-only, relative error <= ``tol``), "kronecker" (direct n^2 x n^2 solve,
         small n) or "auto" (kronecker for n <= 8, doubling otherwise).
@@ -143,6 +164,7 @@ def solve_discrete_lyapunov(
     """
     xp = _a.namespace(A, Q, xp=xp)
     _check_pair(A, Q, xp)
+    _check_iteration_options(tol, max_iterations)
     dtype = _common_dtype(A, Q, xp)
     A, Q = xp.astype(A, dtype), xp.astype(Q, dtype)
     if method == "auto":
@@ -150,11 +172,11 @@ def solve_discrete_lyapunov(
     if method == "diagonal":
         poles = _a.diagonal(A, xp)
         off_diagonal = A - _a.diag_embed(poles, xp)
-        if _concrete_bool(xp.any(off_diagonal != 0)):
+        if _a.concrete_bool(xp.any(off_diagonal != 0)):
             msg = '`A` has non-zero off-diagonal entries; method="diagonal" needs a diagonal A'
             raise ValueError(msg)
         largest = xp.max(xp.abs(poles))
-        if _concrete_bool(largest < 1) is False:
+        if _a.concrete_bool(largest < 1) is False:
             msg = f"`A` is not stable: a diagonal entry has modulus {float(largest):.6g} >= 1"
             raise ValueError(msg)
         return diagonal_lyapunov(poles, Q, xp)
@@ -192,6 +214,7 @@ def solve_continuous_lyapunov(
     """
     xp = _a.namespace(A, Q, xp=xp)
     _check_pair(A, Q, xp)
+    _check_iteration_options(tol, max_iterations)
     dtype = _common_dtype(A, Q, xp)
     A, Q = xp.astype(A, dtype), xp.astype(Q, dtype)
     n = A.shape[-1]
@@ -204,12 +227,12 @@ def solve_continuous_lyapunov(
             msg = f"`shift` must be positive, got {shift}"
             raise ValueError(msg)
         s = shift
-    resolvent = xp.linalg.inv(s * identity - A)
-    A_discrete = (s * identity + A) @ resolvent
-    Q_discrete = 2 * s * (resolvent @ Q @ _a.mH(resolvent, xp))
-    try:
+    try:  # sI - A is singular when s is an eigenvalue of A, which is then not Hurwitz
+        resolvent = xp.linalg.inv(s * identity - A)
+        A_discrete = (s * identity + A) @ resolvent
+        Q_discrete = 2 * s * (resolvent @ Q @ _a.mH(resolvent, xp))
         return _doubling(A_discrete, Q_discrete, xp, tol, max_iterations)
-    except ValueError:
+    except (ValueError, RuntimeError):  # NumPy's LinAlgError is a ValueError, torch's a RuntimeError
         msg = "`A` is not Hurwitz: an eigenvalue has a non-negative real part (or is too close to 0)"
         raise ValueError(msg) from None
 

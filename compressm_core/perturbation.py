@@ -61,7 +61,9 @@ def ranking_is_stable(hsv: Array, bound: Array, rank: int) -> Array:
     True
     """
     n = hsv.shape[-1]
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < n:
-        msg = f"`rank` must be an integer in [1, {n - 1}], got {rank!r}"
+    rank = _a.check_integer("rank", rank, 1, n - 1)
+    xp = _a.namespace(hsv)
+    if _a.concrete_bool(xp.all(xp.asarray(bound) >= 0)) is False:
+        msg = f"`bound` must be non-negative (it bounds how far the HSVs move), got {bound}"
         raise ValueError(msg)
     return hsv[..., rank - 1] - hsv[..., rank] > 2 * bound

@@ -18,18 +18,15 @@ from . import _array as _a
 Array = Any
 
 
-def _concrete_bool(x: Array) -> bool | None:
-    """``bool(x)``, or None when the value is not known yet (a traced JAX array)."""
-    try:
-        return bool(x)
-    except Exception:  # jax.errors.ConcretizationTypeError under jit: nothing to check
-        return None
-
-
 def _check_values(name: str, x: Array, xp: Any) -> None:
     _a.check_floating(name, x, xp)
-    if _concrete_bool(xp.all(xp.isfinite(x))) is False:
-        _a.check_finite(name, x, xp)
+    _a.check_finite(name, x, xp)
+
+
+def _check_order(n: int, state_name: str) -> None:
+    if n == 0:
+        msg = f"`{state_name}` describes a system with no states (n = 0); a system needs n >= 1"
+        raise ValueError(msg)
 
 
 def _check_io_shapes(n: int, B: Array, C: Array, D: Array | None, state_name: str) -> None:
@@ -67,6 +64,7 @@ class StateSpace:
     def __post_init__(self) -> None:
         xp = _a.namespace(self.A, self.B, self.C, self.D)
         _a.check_square("A", self.A)
+        _check_order(self.A.shape[-1], "A")
         _check_io_shapes(self.A.shape[-1], self.B, self.C, self.D, "A")
         for name in ("A", "B", "C", "D"):
             value = getattr(self, name)
@@ -130,6 +128,7 @@ class DiagonalStateSpace:
         if self.poles.ndim < 1:
             msg = f"`poles` must have shape (..., n), got {tuple(self.poles.shape)}"
             raise ValueError(msg)
+        _check_order(self.poles.shape[-1], "poles")
         _check_io_shapes(self.poles.shape[-1], self.B, self.C, self.D, "poles")
         for name in ("poles", "B", "C", "D"):
             value = getattr(self, name)
@@ -194,7 +193,7 @@ def check_stable(sys: System, name: str = "sys") -> None:
     xp = sys.xp
     modulus = xp.abs(sys.poles)
     worst = xp.max(modulus)
-    if _concrete_bool(worst < 1) is False:
+    if _a.concrete_bool(worst < 1) is False:
         index = int(xp.argmax(xp.reshape(modulus, (-1,))))
         msg = (
             f"`{name}` is not stable: a pole has modulus {float(worst):.6g} >= 1 "

@@ -474,7 +474,7 @@ def bad_gramian_inputs():
         (
             (t, np.ones((4, 3, 1), dtype=np.int64), C),
             {},
-            r"`B` must have a floating or complex dtype",
+            r"`B` must be float32, float64, complex64 or complex128",
         ),
         (
             (t, B, C),
