@@ -29,6 +29,19 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a torch device; "auto" is CUDA, then MPS, then the CPU. ValueError naming
+    ``--device`` when that device is not available here."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    available = {"cpu": True, "mps": torch.backends.mps.is_available(), "cuda": torch.cuda.is_available()}
+    kind, _, index = name.partition(":")
+    if not available.get(kind, False) or (index and int(index) >= torch.cuda.device_count()):
+        msg = f"`--device` {name!r} is not available here (available: {', '.join(k for k, ok in available.items() if ok)})"
+        raise ValueError(msg)
+    return torch.device(name)
+
+
 @dataclass(frozen=True)
 class DataParallel:
     """This process's place in the run: rank, number of processes, device."""
@@ -38,22 +51,23 @@ class DataParallel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
-    def from_environment(cls, batch_size: int) -> DataParallel:
-        """Join torchrun's process group when ``WORLD_SIZE`` > 1: NCCL with one GPU per
-        ``LOCAL_RANK`` when CUDA is available, gloo on CPU otherwise."""
+    def from_environment(cls, batch_size: int, device: str = "auto") -> DataParallel:
+        """One process on ``device`` (see ``resolve_device``), or, when ``WORLD_SIZE`` > 1,
+        torchrun's process group: NCCL with one GPU per ``LOCAL_RANK`` when CUDA is available
+        (and ``device`` is "auto" or "cuda"), gloo on CPU otherwise."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
-            return cls()
+            return cls(device=resolve_device(device))
         if batch_size % world_size:
             msg = f"`batch_size` {batch_size} is not a multiple of the number of processes (WORLD_SIZE={world_size})"
             raise ValueError(msg)
-        device = torch.device("cpu")
-        if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
+        local = torch.device("cpu")
+        if torch.cuda.is_available() and device in ("auto", "cuda"):
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), device)
+            dist.init_process_group("nccl" if local.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), local)
 
     @property
     def is_main(self) -> bool:
