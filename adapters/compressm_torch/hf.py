@@ -39,7 +39,7 @@ from compressm_core.layers import (
     ranks_for_tolerance,
     selected_states,
 )
-from compressm_core.schedule import ReductionSchedule, is_check_step
+from compressm_core.schedule import ReductionSchedule
 
 from .compressor import Compressor
 from .optimizer import transfer_optimizer
@@ -318,13 +318,14 @@ def _replace_in_place(optimizer: torch.optim.Optimizer, new_optimizer: torch.opt
 
 
 class CompreSSMTrainerCallback(transformers.TrainerCallback):
-    """Runs ``schedule`` inside a ``transformers.Trainer``: at a check step (after the optimizer
-    step) the mixers are reduced in place, the optimizer keeps its object (and its LR scheduler)
-    with the moments sliced, and ``model.config`` records the new sizes.
+    """Runs a ``compressm_torch.Compressor`` inside a ``transformers.Trainer``, after each
+    optimizer step. The Trainer's model and optimizer objects stay the same (their LR scheduler
+    stays bound): after a cut (or a rollback) the model's submodules are swapped for the
+    compressor's, the optimizer is given the new parameters and their state, with the reduced
+    mixers' moments sliced to their kept entries, and ``model.config`` records the new sizes.
 
-    ``calibration``: token ids (batch, L). ``evaluate(model) -> float`` is the safety net's
-    validation metric (see ``ReductionSchedule``); without it no reduction is rolled back.
-    ``events`` records every attempt.
+    ``evaluate(model) -> float`` is the safety net's validation metric (see
+    ``ReductionSchedule``); without it the metric reads 0 and nothing is rolled back.
     """
 
     def __init__(
@@ -346,26 +347,34 @@ class CompreSSMTrainerCallback(transformers.TrainerCallback):
         return 0.0 if self.evaluate is None else float(self.evaluate(model))
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        compressor, step = self.compressor, state.global_step
-        if not is_check_step(compressor.schedule, step, compressor.state):
-            return
-        ranks = compressor.planned_ranks(model)
-        if not ranks:
-            return
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
-        metric_before = self._metric(model)
-        compressed = compress(
-            model, optimizer, calibration=compressor.calibration, ranks=ranks,
-            energy=compressor.schedule.energy, selection=compressor.schedule.selection,
-            seed=compressor.seed + step,
-        )
-        metric_after = self._metric(compressed.model)
-        if compressor.judge(step, compressed.reductions, metric_before, metric_after):
+        seen = len(self.compressor.events)
+        new_model, new_optimizer = self.compressor.step(state.global_step, model, optimizer, self._metric)
+        if new_model is model:
             return
-        for name in ranks:
-            set_submodule(model, name, compressed.model.get_submodule(name))
+        kept = _kept_entries(model, self.compressor.events[seen:], state.global_step)
+        if kept is not None:
+            new_optimizer = slice_optimizer(optimizer, model, new_model, kept)
+        for name, child in list(new_model.named_children()):
+            setattr(model, name, child)
         record_state_sizes(model)
-        _replace_in_place(optimizer, compressed.optimizer)
+        _replace_in_place(optimizer, new_optimizer)
+
+
+def _kept_entries(model: nn.Module, events: Sequence, step: int) -> dict[str, dict[str, KeptEntries]] | None:
+    """The kept entries of every mixer cut at ``step`` (from the new ``events``), or None when
+    nothing was cut there (a rollback) or a cut does not say which states it kept."""
+    cuts = [event for event in events if getattr(event, "step", None) == step and hasattr(event, "reductions")]
+    if not cuts:
+        return None
+    mixers = dict(mamba_mixers(model))
+    kept = {}
+    for record in cuts[-1].reductions:
+        states = getattr(record, "kept", None)
+        if record.name not in mixers or states is None:
+            return None
+        kept[record.name] = MixerView(mixers[record.name]).kept_entries(states)
+    return kept
 
 
 __all__ = [
