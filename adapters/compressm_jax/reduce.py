@@ -63,19 +63,39 @@ def reducible_layers(model: eqx.Module) -> list[tuple[str, ReducibleSSM]]:
     ]
 
 
-def _numpy_system(layer: ReducibleSSM) -> cc.DiagonalStateSpace:
-    """The layer's system as NumPy complex128 arrays (JAX may lack float64 without x64);
+@eqx.filter_jit
+def _read_systems(layers: list[ReducibleSSM]) -> list[tuple]:
+    """Every layer's ``(poles, B, C, D)``, read by one compiled program (not one eager
+    operation after another, each compiled again for the new shapes after a reduction)."""
+    return [(s.poles, s.B, s.C, s.D) for s in (layer.ssm_system() for layer in layers)]
+
+
+def _numpy_systems(layers: list[ReducibleSSM]) -> list[cc.DiagonalStateSpace]:
+    """The layers' systems as NumPy complex128 arrays (JAX may lack float64 without x64);
     one host copy per check, which is rare."""
-    system = layer.ssm_system()
-    arrays = [np.asarray(t, dtype=np.complex128) for t in (system.poles, system.B, system.C)]
-    D = None if system.D is None else np.asarray(system.D)
-    return cc.DiagonalStateSpace(
-        *arrays, None if D is None else D.astype(np.result_type(D, np.float64))
-    )
+    systems = []
+    for poles, B, C, D in _read_systems(layers):
+        arrays = [np.asarray(t, dtype=np.complex128) for t in (poles, B, C)]
+        D = None if D is None else np.asarray(D)
+        systems.append(
+            cc.DiagonalStateSpace(
+                *arrays, None if D is None else D.astype(np.result_type(D, np.float64))
+            )
+        )
+    return systems
 
 
 def _analysed_system(layer: ReducibleSSM, gramians: Gramians) -> cc.DiagonalStateSpace:
-    return analysed_system(_numpy_system(layer), gramians, real_output=layer.real_output)
+    return _analysed_systems([layer], gramians)[0]
+
+
+def _analysed_systems(
+    layers: list[ReducibleSSM], gramians: Gramians
+) -> list[cc.DiagonalStateSpace]:
+    return [
+        analysed_system(system, gramians, real_output=layer.real_output)
+        for layer, system in zip(layers, _numpy_systems(layers), strict=True)
+    ]
 
 
 def hankel_singular_values(
@@ -96,7 +116,8 @@ def _spectra(
 ) -> dict[str, np.ndarray]:
     """The HSVs of the time-invariant layers and the energy spectra of the selective ones
     (from their state ``energies``), in pytree order."""
-    systems = {name: _analysed_system(layer, gramians) for name, layer in reducible_layers(model)}
+    layers = dict(reducible_layers(model))
+    systems = dict(zip(layers, _analysed_systems(list(layers.values()), gramians), strict=True))
     groups: dict[tuple[int, int, int], list[str]] = {}
     for name, system in systems.items():
         groups.setdefault((system.n, system.m, system.p), []).append(name)
@@ -128,7 +149,7 @@ def reduce_layer(
     (see ``compressm_core.layers.reduce_layer_system``)."""
     diagonal, hsv, bound = reduce_layer_system(
         name,
-        _numpy_system(layer),
+        _numpy_systems([layer])[0],
         rank,
         gramians=gramians,
         real_output=layer.real_output,
