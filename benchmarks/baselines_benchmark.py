@@ -83,7 +83,7 @@ def step_times(config: tuple, repeats: int, rounds: int) -> dict[str, float]:
 
 def measured_runs(folder: Path) -> list[str]:
     """Lines comparing the HNN runs' wall-clock with CompreSSM's, and CompreSSM's overhead."""
-    summary = json.loads((folder / "comparison.json").read_text())
+    summary = json.loads((folder / "comparison.json").read_text())["rows"]
     by_arm = {(row["arm"], row["tau"]): row for row in summary}
     lines = []
     hnn = by_arm.get(("hnn_untruncated", None))

@@ -4,11 +4,13 @@
    full model, CompreSSM and a small model trained from scratch at CompreSSM's dims, and
    wall-clock ratios against the full run.
 2. The reductions' share of CompreSSM's wall-clock (HSVs, truncation, optimizer rebuild,
-   and the validation passes of the safety net).
+   and the validation passes of the safety net), and apart from it (JAX) the compilation for
+   the shapes each reduction made (``reduction_compile_s``).
 3. Step cost after the last reduction: the compressed model vs a freshly built model of the
    same dims, timed alternately on the same batches (target: at most 1.10x).
 
     python benchmarks/training_benchmark.py --seeds 0 1 2 --output runs/bench
+    python benchmarks/training_benchmark.py --backend jax --arms compressm --seeds 0   # overhead only
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from reference_models.cli import DEMO
+from reference_models.train.config import ARMS, DEFAULT_ARMS
 from reference_models.train.run import compare
 
 
@@ -74,7 +77,7 @@ def _jax_step_timers(checkpoint: Path, batch_size: int, seq_len: int, repeats: i
         state = [model, optimizer.init(eqx.filter(model, eqx.is_array))]
 
         def step() -> None:
-            state[0], state[1], loss, _ = _train_step(*state, optimizer, x, y, jax.random.key(0), True)
+            state[0], state[1], loss, *_ = _train_step(*state, optimizer, x, y, jax.random.key(0), True)
             jax.block_until_ready(loss)
 
         step()  # compile
@@ -110,21 +113,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backend", choices=("torch", "jax"), default="torch")
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=ARMS)
     parser.add_argument("--steps", type=int, default=DEMO.steps)
     parser.add_argument("--output", type=Path, default=Path("runs/training_benchmark"))
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
     config = DEMO.replace(backend=args.backend, steps=args.steps)
-    table = compare(config, args.output, seeds=tuple(args.seeds), progress=False)
-    print(table)
+    print(compare(config, args.output, seeds=tuple(args.seeds), progress=False).table)
     runs = [
         json.loads((args.output / f"compressm_seed{s}" / "metrics.json").read_text())
         for s in args.seeds
     ]
-    shares = [run["reduction_overhead_s"] / run["wall_clock_s"] for run in runs]
-    print(
-        f"\nreduction overhead: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%)"
-    )
+    for key, what in (("reduction_overhead_s", "reduction overhead"), ("reduction_compile_s", "compiling for new shapes")):
+        shares = [run.get(key, 0.0) / run["wall_clock_s"] for run in runs]
+        seconds = ", ".join(f"{run.get(key, 0.0):.2f}" for run in runs)
+        print(f"{what}: {100 * np.mean(shares):.2f}% of CompreSSM's wall-clock (max {100 * max(shares):.2f}%; {seconds} s)")
     compressed, fresh, ratio = post_reduction_step_ratio(
         args.output, args.seeds[0], config.batch_size, args.repeats, args.backend
     )

@@ -1,5 +1,6 @@
 """``compressm compare``: CompreSSM against its baselines, over seeds and tolerances, as a table
-in the paper's form (test metric mean ± std, final dims, wall-clock, speed-up) and plots.
+in the paper's form (test metric mean ± std, final dims, wall-clock, speed-up), paired
+differences per seed, and plots.
 
 Arms (every one trained with the same budget, seeds and data):
 
@@ -17,24 +18,44 @@ Arms (every one trained with the same budget, seeds and data):
 - ``smallest``, ``random``: CompreSSM keeping the smallest / a random set of balanced states
   (the paper's selection ablations), with the rollback safety net off so that they reduce.
 
-Arms that need another arm (``small`` needs ``compressm``, ...) bring it along.
+Arms that need another arm (``small`` needs ``compressm``, ...) bring it along. An arm that
+raises is recorded with its error and the others go on (those that need it are skipped);
+each arm's outcome is written as soon as it ends, and ``resume`` reads back the arms done
+before with the same settings. The tables show the test metric at the last step and at the
+best validation step, and CompreSSM paired seed by seed with small-from-scratch and the full
+model (see ``comparison_report``); ``sweep.png`` plots the test metric against the final
+total state dim over the tolerances (``SWEEP_TAUS`` for the paper's figure).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..tasks import load_task
+from ..tasks import SequenceDataset, load_task
+from .comparison_report import (
+    ArmResult,
+    Row,
+    comparison_table,
+    paired_differences,
+    paired_tables,
+    summary,
+)
 from .config import ARMS, DEFAULT_ARMS, TrainConfig
-from .plots import plot_hsv_comparison, plot_metric_over_time, plot_metric_vs_dim
+from .outputs import write_json, write_text
+from .plots import plot_hsv_comparison, plot_metric_over_time, plot_sweep, plot_train_loss
 
-__all__ = ["ARMS", "DEFAULT_ARMS", "ArmOptions", "comparison_table", "resolve_arms", "run_comparison"]
+__all__ = ["ARMS", "DEFAULT_ARMS", "SWEEP_TAUS", "ArmOptions", "Comparison", "resolve_arms", "run_comparison"]
+#: ``compare --sweep``: tolerances doubling from 0.01 to 0.32 (log-spaced), from the paper's
+#: 0.01-0.15 to where most of the state is cut.
+SWEEP_TAUS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
 _NEEDS = {
     "small": ("compressm",),
     "distill": ("full", "compressm"),
@@ -54,8 +75,13 @@ _LABELS = {
     "random": "compressm, keep random",
 }
 
+#: Run folders whose name is not the arm's.
+_FOLDERS = {"hnn_untruncated": "hnn", "hnn": "hnn_truncated"}
+
 #: ``run_and_save(config, output, *, progress, data) -> metrics``
 TrainAndSave = Callable[..., dict[str, Any]]
+#: An arm and its tolerance (None where it has none).
+Key = tuple[str, float | None]
 
 
 @dataclass(frozen=True)
@@ -76,16 +102,6 @@ class ArmOptions:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and valid(value)):
                 msg = f"`{name}` must be a finite number {rule} for the comparison arms, got {value!r}"
                 raise ValueError(msg)
-
-
-@dataclass
-class Row:
-    """One row of the table: an arm at one tolerance (``None`` where it has none), its runs per seed."""
-
-    arm: str
-    tau: float | None
-    label: str
-    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolve_arms(arms: Sequence[str]) -> tuple[str, ...]:
@@ -115,6 +131,34 @@ def _taus(config: TrainConfig, taus: Sequence[float] | None, arms: tuple[str, ..
     return tuple(dict.fromkeys(taus))
 
 
+def _check(config: TrainConfig, arms: tuple[str, ...], seeds: Sequence[int]) -> None:
+    """What would make arms fail for sure, refused before anything trains."""
+    torch_only = sorted({"hnn", "distill"} & set(arms))
+    if torch_only and config.backend != "torch":
+        msg = f"the arms {torch_only} need backend 'torch', got backend={config.backend!r}"
+        raise ValueError(msg)
+    if "truncate_dims" in arms and config.gramians != "complex":
+        msg = f"the arm 'truncate_dims' needs gramians='complex' (one HSV per state), got gramians={config.gramians!r}"
+        raise ValueError(msg)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        msg = f"`seeds` must be one or more integers, got {list(seeds)!r}"
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` returns: ``table`` (comparison.md: the table and the paired
+    differences) and ``summary`` (comparison.json, see ``comparison_report.summary``)."""
+
+    table: str
+    summary: dict[str, Any]
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """The arms that raised an error (arm, tau, seed, error type and message)."""
+        return [entry for entry in self.summary["failures"] if entry["status"] == "failed"]
+
+
 def run_comparison(
     config: TrainConfig,
     output: Path,
@@ -126,166 +170,208 @@ def run_comparison(
     options: ArmOptions | None = None,
     progress: bool = True,
     write: bool = True,
-) -> str:
+    data: SequenceDataset | None = None,
+    resume: bool = False,
+) -> Comparison:
     """Run ``arms`` (see the module docstring) for every seed and tolerance (``taus``, default
-    ``config.tau``); write ``output``/comparison.md, comparison.json and the comparison plots
-    (not when ``write`` is False), and return the markdown table.
+    ``config.tau``; ``SWEEP_TAUS`` for the paper's figure) on ``data`` (default: the config's
+    task, loaded per seed) and write, unless ``write`` is False, ``output``/comparison.md,
+    comparison.json, sweep.png and the comparison plots.
 
-    Each run has its folder ``<arm>_seed<s>`` (``<arm>_tau<tau>_seed<s>`` with several taus).
+    Each run has its folder ``<arm>_seed<s>`` (``<arm>_tau<tau>_seed<s>`` with several taus),
+    and ``arms/<folder>.json`` says, as soon as the arm ends, whether it is done or failed
+    (with the error) and with which configuration; the tables are rewritten after every arm.
+    An arm that raises is recorded and the others go on; arms that need it are skipped.
+    With ``resume``, arms already done with the same configuration are read back, not retrained.
     """
     arms = resolve_arms(arms)
-    torch_only = sorted({"hnn", "distill"} & set(arms))
-    if torch_only and config.backend != "torch":
-        msg = f"the arms {torch_only} need backend 'torch', got backend={config.backend!r}"
-        raise ValueError(msg)
+    _check(config, arms, seeds)
     tolerances = _taus(config, taus, arms)
     options = options or ArmOptions()
     base = config.replace(hnn_weight=0.0, distill_weight=0.0, teacher=None)
-    rows: dict[tuple[str, float | None], Row] = {}
-    for seed in seeds:
+    report = _Report(output, len(tolerances) > 1, write)
+    for seed in dict.fromkeys(seeds):
         seeded = base.replace(seed=seed)
-        data = load_task(seeded.task, seed=seed, data_dir=seeded.data_dir, **seeded.task_options())
-        arm_runs = _SeedRuns(seeded, output, train_and_save, data, len(tolerances) > 1, progress)
-        for (arm, tau), metrics in arm_runs.all(arms, tolerances, options).items():
-            label = _LABELS[arm] + (f", tau {tau:g}" if tau is not None and len(tolerances) > 1 else "")
-            rows.setdefault((arm, tau), Row(arm, tau, label)).runs.append(metrics)
-    ordered = list(rows.values())
-    table = comparison_table({row.label: row.runs for row in ordered})
-    if write:
-        (output / "comparison.md").write_text(table + "\n")
-        (output / "comparison.json").write_text(json.dumps(_summary(ordered), indent=2))
-        _plots(ordered, output)
-    return table
+        seed_data = data if data is not None else load_task(seeded.task, seed=seed, data_dir=seeded.data_dir, **seeded.task_options())
+        report.metric = "accuracy" if seed_data.kind == "classification" else "mse"
+        runs = _SeedRuns(seeded, output, train_and_save, seed_data, len(tolerances) > 1, progress, write, resume, report.add)
+        runs.all(arms, tolerances, options)
+    return report.finish()
+
+
+@dataclass
+class _Report:
+    """comparison.md and comparison.json, rewritten after every arm; plots at the end."""
+
+    output: Path
+    several_taus: bool
+    write: bool
+    metric: str = "accuracy"
+    results: list[ArmResult] = field(default_factory=list)
+
+    def rows(self) -> list[Row]:
+        rows: dict[Key, Row] = {}
+        for result in self.results:
+            name = _LABELS[result.arm]
+            label = name + (f", tau {result.tau:g}" if result.tau is not None and self.several_taus else "")
+            rows.setdefault((result.arm, result.tau), Row(result.arm, result.tau, name, label)).results.append(result)
+        return list(rows.values())
+
+    def add(self, result: ArmResult) -> None:
+        self.results.append(result)
+        self.save()
+
+    def save(self) -> Comparison:
+        rows = self.rows()
+        pairs = paired_tables(paired_differences(self.results, self.metric), self.metric)
+        table = "\n\n".join(part for part in (comparison_table(rows, self.metric), pairs) if part)
+        comparison = Comparison(table, summary(rows, self.results, self.metric))
+        if self.write:
+            self.output.mkdir(parents=True, exist_ok=True)
+            write_text(self.output / "comparison.md", table + "\n")
+            write_json(self.output / "comparison.json", comparison.summary)
+        return comparison
+
+    def finish(self) -> Comparison:
+        comparison = self.save()
+        if self.write and any(r.status == "done" for r in self.results):
+            plot_sweep(comparison.summary, self.output / "sweep.png")
+            first = {row.arm: row.done[0] for row in reversed(self.rows()) if row.done}  # first seed and tau
+            spectra = {label: first[arm] for arm, label in (("full", "full, end"), ("hnn_untruncated", "hnn, end"), ("compressm", "compressm")) if "hsv_history" in first.get(arm, {})}
+            if spectra:
+                plot_hsv_comparison(spectra, self.output / "comparison_hsv_spectra.png")
+            trained = {row.label: row.done for row in self.rows() if row.done and "evaluations" in row.done[0]}
+            if trained:  # every seed
+                plot_metric_over_time(trained, self.output / "comparison_val_metric.png")
+                plot_train_loss(trained, self.output / "comparison_train_loss.png")
+        return comparison
 
 
 @dataclass
 class _SeedRuns:
-    """The runs of one seed; folders and configs of every arm."""
+    """The runs of one seed: folders, configurations and dependencies of every arm."""
 
     config: TrainConfig
     output: Path
     train_and_save: TrainAndSave
-    data: Any
+    data: SequenceDataset
     several_taus: bool
     progress: bool
+    write: bool
+    resume: bool
+    on_result: Callable[[ArmResult], None]
+    results: dict[Key, ArmResult] = field(default_factory=dict)
 
-    def folder(self, arm: str, tau: float | None) -> Path:
+    def folder(self, key: Key) -> Path:
+        arm, tau = key
         tag = f"_tau{tau:g}" if tau is not None and self.several_taus else ""
-        return self.output / f"{arm}{tag}_seed{self.config.seed}"
+        return self.output / f"{_FOLDERS.get(arm, arm)}{tag}_seed{self.config.seed}"
 
-    def train(self, arm: str, tau: float | None, config: TrainConfig) -> dict[str, Any]:
-        return self.train_and_save(config, self.folder(arm, tau), progress=self.progress, data=self.data)
+    def attempt(self, key: Key, needs: Sequence[Key], prepare: Callable[[], tuple[dict[str, Any], Callable[[], dict[str, Any]]]]) -> None:
+        """Unless an arm it ``needs`` is not done: ``prepare()`` the arm ``key`` (its spec, to
+        recognise an earlier run, and the action that runs it and writes its folder), then,
+        unless resuming finds it done before with the same spec, run it; record the outcome."""
+        arm, tau = key
+        seed, folder = self.config.seed, self.folder(key)
+        record = self.output / "arms" / f"{folder.name}.json"
+        blocked = [self.results[need] for need in needs if self.results[need].status != "done"]
+        if blocked:
+            self._record(ArmResult(arm, tau, seed, "skipped", reason=f"needs {blocked[0].describe()}, which {blocked[0].status}"))
+            return
+        try:
+            spec, action = prepare()
+        except ValueError as error:  # an invalid per-arm setting fails this arm only
+            spec, action = {"invalid": str(error)}, partial(_raise, error)
+        spec = json.loads(json.dumps(spec))  # as it reads back from the record
+        if self.resume and _finished_before(record, folder, spec):
+            self._record(ArmResult(arm, tau, seed, "done", json.loads((folder / "metrics.json").read_text())))
+            return
+        if self.write and folder.is_dir():
+            shutil.rmtree(folder)  # an unfinished, failed or differently configured earlier run
+        try:
+            result = ArmResult(arm, tau, seed, "done", action())
+        except Exception as error:  # recorded with its type and message; the other arms go on
+            result = ArmResult(arm, tau, seed, "failed", error={"type": type(error).__name__, "message": str(error)})
+            print(f"compressm compare: {result.describe()} {result.outcome()}; the other arms go on", file=sys.stderr)
+        if self.write:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_json(record, {"arm": arm, "tau": tau, "seed": seed, "status": result.status, "error": result.error, "spec": spec})
+        self._record(result)
 
-    def truncated(
-        self, arm: str, tau: float, source: str, metrics: dict[str, Any], dims: list[int] | None = None
-    ) -> dict[str, Any]:
-        """The ``source`` arm's trained model truncated at ``tau``, or to ``dims`` where given."""
-        from .torch_truncation import truncated_run  # PyTorch, for checkpoints of either backend
+    def _record(self, result: ArmResult) -> None:
+        self.results[result.arm, result.tau] = result
+        self.on_result(result)
 
-        checkpoint = self.folder(source, None) / "model.safetensors"
-        target = {"dims": dims} if dims is not None else {"tau": tau}
-        _, result = truncated_run(str(checkpoint), metrics, self.data, **target)
-        folder = self.folder(arm, tau)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").write_text(json.dumps(result, indent=2))
-        return result
+    def train(self, key: Key, config: Callable[[], TrainConfig], needs: Sequence[Key] = ()) -> None:
+        """The arm ``key`` trained with ``config()`` (built once the arms it needs are done)."""
 
-    def all(self, arms: tuple[str, ...], taus: tuple[float | None, ...], options: ArmOptions) -> dict[tuple[str, float | None], dict[str, Any]]:
+        def prepare() -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+            arm_config = config()
+            return {"config": arm_config.to_dict()}, lambda: self.train_and_save(
+                arm_config, self.folder(key), progress=self.progress, data=self.data
+            )
+
+        self.attempt(key, needs, prepare)
+
+    def truncated(self, key: Key, source: Key, dims_of: Key | None = None) -> None:
+        """The ``source`` arm's trained model truncated at the tolerance of ``key``, or to the
+        final dims of the arm ``dims_of`` where given; its metrics.json written."""
+        def prepare() -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+            metrics = self.results[source].metrics
+            target = {"dims": list(self.results[dims_of].metrics["final_state_dims"])} if dims_of else {"tau": key[1]}
+
+            def action() -> dict[str, Any]:
+                # PyTorch reads checkpoints of either backend
+                from .torch_truncation import truncated_run
+
+                _, result = truncated_run(str(self.folder(source) / "model.safetensors"), metrics, self.data, **target)
+                if self.write:
+                    self.folder(key).mkdir(parents=True, exist_ok=True)
+                    write_json(self.folder(key) / "metrics.json", result)
+                return result
+
+            return {"truncate": source[0], "source_config": metrics["config"], **target}, action
+
+        self.attempt(key, [source, *([dims_of] if dims_of else [])], prepare)
+
+    def all(self, arms: tuple[str, ...], taus: tuple[float | None, ...], options: ArmOptions) -> None:
+        full = ("full", None)
         uncompressed = self.config.replace(tau=None, mode="tolerance")
-        runs: dict[tuple[str, float | None], dict[str, Any]] = {}
-        runs["full", None] = full = self.train("full", None, uncompressed)
+        self.train(full, lambda: uncompressed)
         if "hnn" in arms:
-            hnn_config = uncompressed.replace(hnn_weight=options.hnn_weight)
-            runs["hnn_untruncated", None] = hnn = self.train("hnn", None, hnn_config)
+            self.train(("hnn_untruncated", None), lambda: uncompressed.replace(hnn_weight=options.hnn_weight))
         for tau in taus:
             compressing = self.config.replace(tau=tau) if tau is not None else self.config
+            compressed = ("compressm", tau)
+            dims = lambda c=compressed: tuple(self.results[c].metrics["final_state_dims"])  # noqa: E731
             if "compressm" in arms:
-                runs["compressm", tau] = compressed = self.train("compressm", tau, compressing)
-                dims = tuple(compressed["final_state_dims"])
+                self.train(compressed, lambda c=compressing: c)
             if "small" in arms:
-                runs["small", tau] = self.train("small", tau, uncompressed.replace(state_dim=dims))
+                self.train(("small", tau), lambda d=dims: uncompressed.replace(state_dim=d()), [compressed])
             if "distill" in arms:
-                student = uncompressed.replace(
-                    state_dim=dims,
-                    distill_weight=options.distill_weight,
-                    distill_temperature=options.distill_temperature,
-                    teacher=str(self.folder("full", None) / "model.safetensors"),
+                student = lambda d=dims: uncompressed.replace(  # noqa: E731
+                    state_dim=d(), distill_weight=options.distill_weight, distill_temperature=options.distill_temperature,
+                    teacher=str(self.folder(full) / "model.safetensors"),
                 )
-                runs["distill", tau] = self.train("distill", tau, student)
+                self.train(("distill", tau), student, [full, compressed])
             if "truncate" in arms:
-                runs["truncate", tau] = self.truncated("truncate", tau, "full", full)
+                self.truncated(("truncate", tau), full)
             if "truncate_dims" in arms:
-                runs["truncate_dims", tau] = self.truncated("truncate_dims", tau, "full", full, list(dims))
+                self.truncated(("truncate_dims", tau), full, compressed)
             if "hnn" in arms:
-                runs["hnn", tau] = self.truncated("hnn_truncated", tau, "hnn", hnn)
+                self.truncated(("hnn", tau), ("hnn_untruncated", None))
             for selection in ("smallest", "random"):
                 if selection in arms:
-                    ablation = compressing.replace(selection=selection, rollback_tolerance=math.inf)
-                    runs[selection, tau] = self.train(selection, tau, ablation)
-        return runs
+                    self.train((selection, tau), lambda s=selection, c=compressing: c.replace(selection=s, rollback_tolerance=math.inf))
 
 
-def _mean_spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+def _raise(error: Exception) -> dict[str, Any]:
+    raise error
 
 
-def _mean_dims(runs: list[dict[str, Any]]) -> list[float]:
-    return [statistics.mean(dims) for dims in zip(*(run["final_state_dims"] for run in runs), strict=True)]
-
-
-def _number(value: float) -> str:
-    return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
-
-
-def comparison_table(arms: dict[str, list[dict[str, Any]]]) -> str:
-    """A markdown table, one row per arm (label -> its runs over seeds; "full" must be one):
-    test metric (mean ± std over seeds), final state dims per layer and in total (means over
-    seeds), wall-clock (mean) and the speed-up against the full model."""
-    metric = next(key for key in arms["full"][0] if key.startswith("test_"))
-    full_time = statistics.mean(run["wall_clock_s"] for run in arms["full"])
-    lines = [
-        f"| arm | {metric.replace('_', ' ')} | final state dims | total state dim | wall-clock (s) | speed-up vs full |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, runs in arms.items():
-        seconds = statistics.mean(run["wall_clock_s"] for run in runs)
-        dims = _mean_dims(runs)
-        lines.append(
-            f"| {name} | {_mean_spread([run[metric] for run in runs])} | {'/'.join(_number(d) for d in dims)} "
-            f"| {_number(sum(dims))} | {seconds:.1f} | {full_time / seconds:.2f}x |"
-        )
-    return "\n".join(lines)
-
-
-def _summary(rows: list[Row]) -> list[dict[str, Any]]:
-    summary = []
-    for row in rows:
-        metric = next(key for key in row.runs[0] if key.startswith("test_"))
-        values = [run[metric] for run in row.runs]
-        summary.append(
-            {
-                "arm": row.arm,
-                "tau": row.tau,
-                "label": row.label,
-                "name": _LABELS[row.arm],
-                "metric": metric,
-                "values": values,
-                "mean": statistics.mean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "final_state_dims": [run["final_state_dims"] for run in row.runs],
-                "total_state_dim": sum(_mean_dims(row.runs)),
-                "wall_clock_s": [run["wall_clock_s"] for run in row.runs],
-            }
-        )
-    return summary
-
-
-def _plots(rows: list[Row], output: Path) -> None:
-    plot_metric_vs_dim(_summary(rows), output / "comparison_metric_vs_dim.png")
-    first = {row.arm: row.runs[0] for row in reversed(rows)}  # seed 0, first tau
-    spectra = {label: first[arm] for arm, label in (("full", "full, end"), ("hnn_untruncated", "hnn, end"), ("compressm", "compressm")) if arm in first}
-    plot_hsv_comparison(spectra, output / "comparison_hsv_spectra.png")
-    trained = {row.label: row.runs[0] for row in rows if "evaluations" in row.runs[0]}
-    plot_metric_over_time(trained, output / "comparison_val_metric.png")
+def _finished_before(record: Path, folder: Path, spec: dict[str, Any]) -> bool:
+    """Whether ``record`` says the arm in ``folder`` is done with the configuration ``spec``."""
+    if not (record.is_file() and (folder / "metrics.json").is_file()):
+        return False
+    previous = json.loads(record.read_text())
+    return previous.get("status") == "done" and previous.get("spec") == spec

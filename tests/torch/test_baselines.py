@@ -211,8 +211,8 @@ def test_arms_bring_the_arms_they_need_and_unknown_arms_are_refused():
 @pytest.fixture(scope="module")
 def every_arm(tmp_path_factory):
     output = tmp_path_factory.mktemp("arms")
-    table = compare(TINY, output, arms=ARMS, options=ArmOptions(hnn_weight=0.05), progress=False)
-    return output, table
+    comparison = compare(TINY, output, arms=ARMS, options=ArmOptions(hnn_weight=0.05), progress=False)
+    return output, comparison.table
 
 
 def _metrics(output, arm):
@@ -244,7 +244,7 @@ def test_every_arm_runs_with_the_right_dims(every_arm):
                   "| full + truncation |", "| hnn + truncation |", "| compressm, keep smallest |"):
         assert label in table
     assert (output / "comparison.md").read_text().strip() == table
-    for name in ("comparison_metric_vs_dim.png", "comparison_hsv_spectra.png", "comparison_val_metric.png"):
+    for name in ("sweep.png", "comparison_hsv_spectra.png", "comparison_val_metric.png"):
         assert (output / name).stat().st_size > 0
 
 
@@ -271,7 +271,7 @@ def test_compare_command_with_a_subset_of_arms_and_several_taus(tmp_path, capsys
             "--output", str(tmp_path), "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    summary = json.loads((tmp_path / "comparison.json").read_text())
+    summary = json.loads((tmp_path / "comparison.json").read_text())["rows"]
     assert [(row["arm"], row["tau"]) for row in summary] == [("full", None), ("truncate", 0.1), ("truncate", 0.3)]
     assert all(len(row["values"]) == 2 for row in summary)
     assert "| full + truncation, tau 0.3 |" in printed
