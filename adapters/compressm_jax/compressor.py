@@ -1,6 +1,6 @@
 """The reduction schedule for JAX training loops: a pure step over (model, Optax state).
 
-    compressor = Compressor(ReductionSchedule(total_steps=steps, interval=200, tau=0.05), optimizer)
+    compressor = Compressor(ReductionSchedule(total_steps=steps, tau=0.05), optimizer)
     for step in range(1, steps + 1):
         model, opt_state = train_step(model, opt_state, batch)   # jitted; recompiles after a reduction
         model, opt_state, compressor = compressor.step(step, model, opt_state, evaluate)
@@ -8,9 +8,13 @@
 Models with selective (Mamba-style) layers need ``calibration``, a fixed batch of input
 sequences (batch, L, d_input) on which their time-varying Gramians are computed.
 
-A check step reads every layer's HSVs, plans ranks with the core's schedule policy,
-evaluates, compresses, evaluates again and keeps the old model and state (the inputs,
-never modified) when the metric fell by more than ``rollback_tolerance``; then it stops.
+The same policy as ``compressm_torch.Compressor``: a check step plans ranks with the core
+(``plan_check``: mode, budget, gate, certificate under ``timing="certified"``), evaluates,
+compresses, evaluates again (the dip, recorded) and carries the Optax state over
+(``optimizer_state``: "reset" or "slice", see ``transfer_optimizer_state``; the shared step
+count, and with it any Optax LR schedule, continues). With the safety net on, the inputs
+(never modified) are kept as ``pending`` and the cut is judged ``recovery`` steps later;
+a rollback returns them.
 """
 
 from __future__ import annotations
@@ -21,36 +25,100 @@ from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
+import numpy as np
 import optax
 
-from compressm_core.layers import CompressionEvent, Gramians, planned_ranks
+from compressm_core.layers import (
+    CompressionEvent,
+    Event,
+    Gramians,
+    LayerReduction,
+    Memory,
+    combined_error_bounds,
+    compressor_state,
+    factor_product,
+    plan_certified,
+    plan_check,
+    read_compressor_state,
+    record_cut,
+    record_judgement,
+)
 from compressm_core.schedule import (
     ReductionSchedule,
     ScheduleState,
-    after_reduction,
     is_check_step,
-    should_roll_back,
+    is_judgement_step,
+    left_chance,
 )
 
-from .reduce import compress, hankel_singular_values
+from .optimizer import selection_indices, transfer_optimizer_state
+from .reduce import (
+    _analysed_system,
+    compress,
+    compressible_layers,
+    hankel_singular_values,
+    reducible_layers,
+)
+from .selective import selective_layers, state_energies
+
+OPTIMIZER_STATES = ("reset", "slice")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The model and Optax state from before a cut that awaits the safety net's judgement."""
+
+    model: eqx.Module
+    opt_state: optax.OptState
 
 
 @dataclass(frozen=True)
 class Compressor:
-    """Immutable: ``step`` returns the compressor to use next, with its events so far."""
+    """Immutable: ``step`` returns the compressor to use next, with its events so far.
+
+    ``pending`` is the checkpoint kept while a cut awaits judgement; ``products`` the
+    certificate's memory under ``timing="certified"``.
+    """
 
     schedule: ReductionSchedule
     optimizer: optax.GradientTransformation
     gramians: Gramians = "complex"
     seed: int = 0
     calibration: Any = None
+    optimizer_state: str = "reset"
     state: ScheduleState = dataclasses.field(default_factory=ScheduleState)
-    events: tuple[CompressionEvent, ...] = ()
+    events: tuple[Event, ...] = ()
+    pending: Checkpoint | None = None
+    products: Memory = dataclasses.field(default_factory=dict)
 
-    def planned_ranks(self, model: eqx.Module) -> dict[str, int]:
-        """The layers the schedule would reduce now, with their new ranks (HSV units)."""
+    def __post_init__(self) -> None:
+        if self.optimizer_state not in OPTIMIZER_STATES:
+            msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {self.optimizer_state!r}"
+            raise ValueError(msg)
+
+    def plan(self, model: eqx.Module) -> tuple[dict[str, int], Compressor]:
+        """The layers to cut now, with their new ranks (HSV units), and the compressor with
+        the layers' original energies (``budget="run"``) and products (certified) recorded."""
+        if self.schedule.timing == "certified":
+            ranks, state, products = plan_certified(
+                self.schedule, self.state, self.products, self._factor_products(model)
+            )
+            return ranks, dataclasses.replace(self, state=state, products=products)
         hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration)
-        return planned_ranks(self.schedule, {name: hsv.tolist() for name, hsv in hsvs.items()})
+        ranks, state = plan_check(self.schedule, self.state, {n: h.tolist() for n, h in hsvs.items()})
+        return ranks, dataclasses.replace(self, state=state)
+
+    def _factor_products(self, model: eqx.Module) -> dict[str, np.ndarray]:
+        """``Lq^H Lp`` of every layer (complex128); a selective layer's is the diagonal of the
+        root of its state energies, in index order (its singular values are its spectrum)."""
+        products = {
+            name: np.asarray(factor_product(_analysed_system(layer, self.gramians)))
+            for name, layer in reducible_layers(model)
+        }
+        if selective_layers(model):
+            for name, energy in state_energies(model, self.calibration).items():
+                products[name] = np.diag(np.sqrt(np.asarray(energy))).astype(np.complex128)
+        return products
 
     def step(
         self,
@@ -59,33 +127,104 @@ class Compressor:
         opt_state: optax.OptState,
         evaluate: Callable[[eqx.Module], float],
     ) -> tuple[eqx.Module, optax.OptState, Compressor]:
-        """The model, state and compressor to continue with after ``step``."""
-        if not is_check_step(self.schedule, step, self.state):
-            return model, opt_state, self
-        ranks = self.planned_ranks(model)
+        """The model, state and compressor to continue with after ``step``: new ones after a
+        cut, the checkpoint after a rollback."""
+        current = self
+        if current.schedule.timing == "certified" and current.state.chance_metric is None:
+            current = dataclasses.replace(
+                current, state=dataclasses.replace(current.state, chance_metric=float(evaluate(model)))
+            )
+        if is_judgement_step(current.schedule, step, current.state):
+            current, restored = current.judge(step, model, evaluate)
+            if restored is not None:
+                return restored.model, restored.opt_state, current
+        if not is_check_step(current.schedule, step, current.state):
+            return model, opt_state, current
+        ranks, current = current.plan(model)
         if not ranks:
-            return model, opt_state, self
+            return model, opt_state, current
         metric_before = float(evaluate(model))
+        if current.schedule.timing == "certified" and not left_chance(
+            current.schedule, metric_before, current.state.chance_metric
+        ):
+            return model, opt_state, current
         compressed = compress(
             model,
-            opt_state,
-            self.optimizer,
             ranks=ranks,
-            selection=self.schedule.selection,
-            gramians=self.gramians,
-            seed=self.seed + step,
-            calibration=self.calibration,
+            selection=current.schedule.selection,
+            gramians=current.gramians,
+            seed=current.seed + step,
+            calibration=current.calibration,
         )
-        metric_after = float(evaluate(compressed.model))
-        rolled_back = should_roll_back(self.schedule, metric_before, metric_after)
-        event = CompressionEvent(
-            step, compressed.reductions, metric_before, metric_after, rolled_back
+        slicing = current.optimizer_state == "slice"
+        new_state = transfer_optimizer_state(
+            current.optimizer,
+            opt_state,
+            model,
+            compressed.model,
+            reset=() if slicing else tuple(ranks),
+            sliced=_slicing(model, compressed.reductions) if slicing else None,
+        )
+        state, products, event = record_cut(
+            current.schedule, current.state, current.products, step, compressed.reductions, ranks,
+            metric_before, float(evaluate(compressed.model)),
         )
         following = dataclasses.replace(
-            self,
-            state=after_reduction(self.state, rolled_back=rolled_back),
-            events=(*self.events, event),
+            current,
+            state=state,
+            products=products,
+            events=(*current.events, event),
+            pending=Checkpoint(model, opt_state) if current.schedule.net else None,
         )
-        if rolled_back:
-            return model, opt_state, following
-        return compressed.model, compressed.opt_state, following
+        return compressed.model, new_state, following
+
+    def judge(
+        self, step: int, model: eqx.Module, evaluate: Callable[[eqx.Module], float]
+    ) -> tuple[Compressor, Checkpoint | None]:
+        """Judge the pending cut on the trained reduced ``model``: the compressor after the
+        verdict, and the checkpoint to return to if the cut is rolled back."""
+        state, judgement = record_judgement(
+            self.schedule, self.state, self.events, step, float(evaluate(model))
+        )
+        following = dataclasses.replace(
+            self, state=state, events=(*self.events, judgement), pending=None
+        )
+        return following, self.pending if judgement.rolled_back else None
+
+    def combined_error_bounds(self) -> dict[str, float]:
+        """Per layer, the sum of the H-inf bounds of its kept cuts (see ``compressm_core.layers``)."""
+        return combined_error_bounds(self.events)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the compressor has learnt, as JSON-able data (``compressor_state``). The
+        checkpoint of a pending cut is ``pending`` (a model and an Optax state): save it too."""
+        return compressor_state(self.state, self.events, self.products)
+
+    def load_state_dict(
+        self,
+        data: dict[str, Any],
+        *,
+        pending_model: eqx.Module | None = None,
+        pending_optimizer: optax.OptState | None = None,
+    ) -> Compressor:
+        """A compressor with what ``state_dict`` returned; a pending judgement needs its
+        checkpoint (``pending_model`` and ``pending_optimizer``, its Optax state)."""
+        has_checkpoint = pending_model is not None and pending_optimizer is not None
+        state, events, products = read_compressor_state(data, has_checkpoint=has_checkpoint)
+        pending = Checkpoint(pending_model, pending_optimizer) if has_checkpoint else None
+        return dataclasses.replace(
+            self, state=state, events=tuple(events), products=products, pending=pending
+        )
+
+
+def _slicing(model: eqx.Module, reductions: tuple[LayerReduction, ...]) -> dict[str, dict | None]:
+    """Per reduced layer, the entries its Optax leaves keep (``transfer_optimizer_state``): the
+    ``selection_indices`` of an index selection, None (leading entries) for a truncation."""
+    layers = dict(compressible_layers(model))
+    return {
+        r.name: None if r.kept is None else selection_indices(layers[r.name], r.kept)
+        for r in reductions
+    }
+
+
+__all__ = ["Checkpoint", "CompressionEvent", "Compressor"]

@@ -133,5 +133,5 @@ def reduce_selective_layer(
     keep = selected_states(name, values, rank, selection=selection, rng=rng)
     new_layer = layer.with_states(keep)
     return new_layer, LayerReduction(
-        name, layer.state_dim, len(keep), energy_spectrum(values), None
+        name, layer.state_dim, len(keep), energy_spectrum(values), None, tuple(keep)
     )
