@@ -188,16 +188,19 @@ def plot_hsv_comparison(runs: dict[str, dict[str, Any]], path: Path) -> Path:
     layers = list(next(iter(runs.values()))["hsv_history"][0]["hsv"])
     fig, axes = plt.subplots(1, len(layers), figsize=(4.8 * len(layers), 3.8), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
-        for label, metrics in runs.items():
+        for i, (label, metrics) in enumerate(runs.items()):
             history = metrics["hsv_history"]
-            snapshots = history[:-1] if label.startswith("compressm") else history[-1:]
-            for snapshot in snapshots:
+            compressm = label.startswith("compressm")
+            snapshots = history[:-1] if compressm else history[-1:]
+            shades = plt.cm.Blues([0.4 + 0.6 * j / max(1, len(snapshots) - 1) for j in range(len(snapshots))])
+            for snapshot, shade in zip(snapshots, shades, strict=True):
                 if layer in snapshot["hsv"]:
                     values = [max(v, 1e-16) for v in snapshot["hsv"][layer]]
-                    style = "--" if label.startswith("compressm") else "-"
-                    ax.semilogy(range(1, len(values) + 1), values, style, label=f"{label}, step {snapshot['step']}")
+                    ax.semilogy(range(1, len(values) + 1), values, "--" if compressm else "-", linewidth=1.8,
+                                color=shade if compressm else _colour(i), label=f"{label}, step {snapshot['step']}")
         ax.set(title=layer, xlabel="index", ylabel="Hankel singular value")
     axes[0][-1].legend(fontsize=6, loc="upper right")
+    fig.suptitle("CompreSSM's spectra (dashed, darker = later) before each reduction; the others at the end", fontsize=9)
     return _save(fig, path)
 
 
