@@ -162,7 +162,7 @@ def check_square(name: str, x: Array) -> None:
 
 def batch_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The broadcast of several batch shapes; ValueError if they do not broadcast."""
-    ndim = max((len(s) for s in shapes), default=0)
+    ndim = max([0, *(len(s) for s in shapes)])
     out = []
     for axis in range(ndim):
         sizes = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
