@@ -7,27 +7,31 @@
         model, optimizer = compressor.step(step, model, optimizer, evaluate)
 
 At a check step, on every rank, in this order:
-- the plan: rank 0 computes the HSVs and new ranks and broadcasts them, so every rank reduces
-  the same layers to the same ranks (HSVs from different LAPACK builds or devices can differ
-  in the last bits, which near a threshold would change a rank);
+- the plan: rank 0 computes the HSVs and new ranks and broadcasts them with its schedule
+  state (the run budget's energies), so every rank reduces the same layers to the same ranks
+  (HSVs from different LAPACK builds or devices can differ in the last bits, which near a
+  threshold would change a rank); under certified timing the certificate's memory is kept
+  on rank 0, which decides;
 - the reduced model: every rank computes it, then takes rank 0's parameters and buffers by
   broadcast (one model-sized broadcast, as at DDP's construction), so it is bitwise equal on
   every rank;
 - the metric: ``evaluate`` runs on every rank with the unwrapped module and the values are
-  averaged over ranks, so the rollback decision is the same everywhere (each rank may
-  evaluate its own equal-sized shard of the validation data);
+  averaged over ranks, so every decision that reads it (the safety net's judgement, the
+  chance level of certified timing) is the same everywhere (each rank may evaluate its own
+  equal-sized shard of the validation data);
 - the optimizer: rebuilt by ``transfer_optimizer`` (carried state is already equal on every
-  rank; the reduced layers' parameters start afresh);
+  rank; the reduced layers' parameters start afresh or keep sliced moments);
 - the wrapper: a new DistributedDataParallel over the reduced module, with the old one's
   options (DDP's gradient buckets and hooks are built per parameter and cannot follow new
   shapes). DDP checks at construction that every rank has the same parameter shapes.
-A rollback keeps the old wrapper, module and optimizer on every rank.
+A rollback (the safety net, after recovery training) returns the checkpoint's module,
+wrapped anew, and optimizer on every rank: they were equal on every rank when the cut was made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +65,15 @@ class DistributedCompressor(Compressor):
         fields = {f.name: getattr(compressor, f.name) for f in dataclasses.fields(compressor)}
         return cls(**fields, **options)
 
-    def planned_ranks(self, model: nn.Module) -> dict[str, int]:
-        """Rank 0's plan, on every rank."""
+    def plan(self, model: nn.Module) -> dict[str, int]:
+        """Rank 0's plan and schedule state, on every rank."""
         _require_process_group()
-        plan = [super().planned_ranks(model) if dist.get_rank(self.process_group) == 0 else None]
+        plan = [(super().plan(model), self.state) if dist.get_rank(self.process_group) == 0 else None]
         dist.broadcast_object_list(
             plan, group=self.process_group, group_src=0, device=_object_device(model)
         )
-        return plan[0]
+        ranks, self.state = plan[0]
+        return ranks
 
     def step(
         self,
@@ -76,6 +81,8 @@ class DistributedCompressor(Compressor):
         model: Model,
         optimizer: torch.optim.Optimizer,
         evaluate: Callable[[nn.Module], float],
+        *,
+        schedulers: Sequence[Any] = (),
     ) -> tuple[Model, torch.optim.Optimizer]:
         """The model and optimizer to train on from here, the same on every rank."""
         _require_process_group()
@@ -86,7 +93,9 @@ class DistributedCompressor(Compressor):
                 broadcast_module(candidate, self.process_group)
             return _rank_mean(evaluate(candidate), self.process_group, _device(candidate))
 
-        new_module, new_optimizer = super().step(step, module, optimizer, evaluate_everywhere)
+        new_module, new_optimizer = super().step(
+            step, module, optimizer, evaluate_everywhere, schedulers=schedulers
+        )
         if new_module is module:
             return model, optimizer
         if isinstance(model, DistributedDataParallel):

@@ -22,7 +22,9 @@ The rule:
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -143,7 +145,29 @@ def hand_over_schedulers(schedulers: Iterable[Any], optimizer: torch.optim.Optim
 
     A scheduler keeps its position (``last_epoch``) and base learning rates; the new
     optimizer's parameter groups carry the old ones' current and initial learning rates, so
-    the next ``scheduler.step()`` continues the schedule on the new optimizer.
+    the next ``scheduler.step()`` continues the schedule on the new optimizer. Its ``step`` is
+    marked as schedulers mark their optimizer's, which their order check reads.
     """
+    schedulers = list(schedulers)
+    if schedulers:
+        _track_step_calls(optimizer)
     for scheduler in schedulers:
         scheduler.optimizer = optimizer
+
+
+def _track_step_calls(optimizer: torch.optim.Optimizer) -> None:
+    """What an LR scheduler does to its optimizer when it is built: ``optimizer.step`` notes
+    that it was called (``_opt_called``), and says so (``_wrapped_by_lr_sched``)."""
+    if hasattr(optimizer.step, "_wrapped_by_lr_sched"):
+        return
+    owner, step = weakref.ref(optimizer), type(optimizer).step
+
+    @functools.wraps(step)
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        target = owner()
+        target._opt_called = True
+        return step(target, *args, **kwargs)
+
+    tracked._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+    optimizer.step = tracked  # type: ignore[method-assign]
+    optimizer._opt_called = True  # steps were taken before the hand-over

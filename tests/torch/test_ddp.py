@@ -50,9 +50,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _compressor(tau: float) -> DistributedCompressor:
+def _compressor(tau: float, **options) -> DistributedCompressor:
     return DistributedCompressor(
-        ReductionSchedule(total_steps=10, interval=1, reduce_until=0.1, tau=tau)
+        ReductionSchedule(total_steps=10, interval=1, reduce_until=0.1, tau=tau, **options)
     )
 
 
@@ -70,15 +70,17 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: 
 
 
 def _adapter_scenarios(rank: int) -> dict:
-    """Rollback on a rank-averaged metric drop; a kept reduction decided by rank 0."""
+    """Rollback on a rank-averaged metric drop after recovery; a kept reduction decided by rank 0."""
     model = _ddp_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     _train_step(model, optimizer, rank)
-    metrics = iter([1.0, 1.0 if rank == 0 else 0.9])  # mean drop 0.05 > 0.02: every rank rolls back
-    compressor = _compressor(0.3)
-    kept_model, kept_optimizer = compressor.step(1, model, optimizer, lambda m: next(metrics))
-    rollback = {
-        "same_objects": kept_model is model and kept_optimizer is optimizer,
+    metrics = iter([1.0, 0.5, 1.0 if rank == 0 else 0.9])  # before, after the cut, after recovery
+    compressor = _compressor(0.3, safety_net=True)  # the cut at step 1 is judged at step 2
+    reduced, reduced_optimizer = compressor.step(1, model, optimizer, lambda m: next(metrics))
+    _train_step(reduced, reduced_optimizer, rank)
+    kept_model, kept_optimizer = compressor.step(2, reduced, reduced_optimizer, lambda m: next(metrics))
+    rollback = {  # mean drop 0.05 > 0.02: every rank rolls back to the checkpoint
+        "same_objects": kept_model.module is model.module and kept_optimizer is optimizer,
         "rolled_back": compressor.events[-1].rolled_back,
         "metric_after": compressor.events[-1].metric_after,
     }

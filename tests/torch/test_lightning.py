@@ -49,7 +49,7 @@ def _dims(module):
 def test_callback_reduces_during_fit_and_training_continues():
     callback = CompreSSMCallback(ReductionSchedule(total_steps=12, interval=4, reduce_until=0.5, tau=0.3), evaluate=lambda m: 1.0)
     module, trainer = _fit(callback)
-    assert callback.events and not callback.events[0].rolled_back
+    assert callback.events and not any(e.rolled_back for e in callback.events)
     assert all(d < 24 for d in _dims(module))
     (optimizer,) = trainer.optimizers
     parameters = set(map(id, module.parameters()))
@@ -58,11 +58,14 @@ def test_callback_reduces_during_fit_and_training_continues():
     assert trainer.global_step == 12
 
 
-def test_callback_rolls_back_when_the_metric_drops():
-    metrics = iter([0.9, 0.5])
-    callback = CompreSSMCallback(
-        ReductionSchedule(total_steps=12, interval=4, reduce_until=0.5, tau=0.3), evaluate=lambda m: next(metrics)
-    )
-    module, _ = _fit(callback)
-    assert len(callback.events) == 1 and callback.events[0].rolled_back
-    assert _dims(module) == [24, 24]
+def test_callback_judges_after_recovery_and_swaps_the_old_layers_back():
+    metrics = iter([0.9, 0.4, 0.5])  # before the cut at step 4, just after it, at the judgement (step 8)
+    schedule = ReductionSchedule(total_steps=12, interval=4, reduce_until=0.5, tau=0.3, safety_net=True)
+    callback = CompreSSMCallback(schedule, evaluate=lambda m: next(metrics))
+    module, trainer = _fit(callback)
+    cut, judgement = callback.events
+    assert (cut.step, judgement.step, judgement.cut_step) == (4, 8, 4) and judgement.rolled_back
+    assert _dims(module) == [24, 24] and callback.compressor.state.stopped
+    (optimizer,) = trainer.optimizers
+    assert {id(p) for group in optimizer.param_groups for p in group["params"]} == set(map(id, module.parameters()))
+    assert trainer.lr_scheduler_configs[0].scheduler.optimizer is optimizer
