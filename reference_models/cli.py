@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         base, options, command = _defaults(argv)
         args = _parser(base, options, command).parse_args(argv)
         backend = args.backend
+        from .train.config_file import write_config
         from .train.outputs import prepare_output
         from .train.run import (  # heavy imports after argument parsing
             compare,
@@ -318,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                 options=_arm_options(args), progress=not args.quiet, resume=args.resume,
             )
             if is_main_process(config.backend):
+                taus = _compare_taus(args)
+                rerun = {"seeds": list(args.seeds), "arms": list(args.arms)} | ({"taus": taus} if taus else {})
+                write_config(config, output / "config.toml", command=args.command, options=rerun)
                 print(f"{comparison.table}\n\ntables, metrics, checkpoints and plots in {output}")
             if comparison.failures:
                 failed = ", ".join(f"{f['arm']} (tau {f['tau']}, seed {f['seed']}): {f['error']['type']}" for f in comparison.failures)
@@ -329,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a folder or file the user named that cannot be read or written
         return _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
     except RunInterrupted as stop:
-        print(f"compressm: {stop}", file=sys.stderr)
+        if command == "train":
+            print(f"compressm: {stop}", file=sys.stderr)
+        else:  # an arm of compare or demo: the whole comparison resumes
+            print(f"compressm: {stop.signal_name} at step {stop.step} of {stop.folder}: checkpoint written; "
+                  "rerun the same command with --resume to continue", file=sys.stderr)
         return 128 + signal.Signals[stop.signal_name].value
     except ModuleNotFoundError as error:
         missing = _missing_extra(error, backend)

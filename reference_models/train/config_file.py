@@ -26,8 +26,9 @@ NONE = "none"
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 
 
-def write_config(config: TrainConfig, path: Path) -> Path:
-    """Write every field of ``config`` to ``path`` as TOML (tuples as arrays, None as above)."""
+def write_config(config: TrainConfig, path: Path, *, command: str = "train", options: dict[str, Any] | None = None) -> Path:
+    """Write every field of ``config`` to ``path`` as TOML (tuples as arrays, None as above),
+    then ``options`` of ``compressm command`` that are no field (``seeds``, ``arms``, ``taus``)."""
     table = {}
     for name, field in _FIELDS.items():
         value = getattr(config, name)
@@ -36,7 +37,8 @@ def write_config(config: TrainConfig, path: Path) -> Path:
                 table[name] = NONE
         else:
             table[name] = list(value) if isinstance(value, tuple) else value
-    header = "# compressm run configuration; rerun with: compressm train --config config.toml\n"
+    table |= {name: list(value) if isinstance(value, tuple) else value for name, value in (options or {}).items()}
+    header = f"# compressm run configuration; rerun with: compressm {command} --config config.toml\n"
     path.write_text(header + tomli_w.dumps(table))
     return path
 

@@ -59,6 +59,7 @@ def parsed_runs(monkeypatch, tmp_path, argv: list[str]) -> list[tuple[TrainConfi
 
     def fake_compare(config, output, **kwargs):
         seen.append((config, {"output": output, **kwargs}))
+        output.mkdir(parents=True, exist_ok=True)
         return SimpleNamespace(table="table", failures=[])
 
     monkeypatch.setattr(run, "run_and_save", fake_run)
@@ -178,3 +179,17 @@ def test_paths_in_a_config_file_are_paths(tmp_path):
     path.write_text('output = "somewhere"\n')
     base, options, command = cli._defaults(["compare", "--config", str(path)])
     assert cli._parser(base, options, command).parse_args(["compare", "--config", str(path)]).output == Path("somewhere")
+
+
+def test_compare_writes_a_config_that_reruns_it(monkeypatch, tmp_path):
+    argv = ["compare", "--task", "sysid", "--steps", "3000", "--seeds", "3", "4", "--arms", "full", "hnn",
+            "--taus", "0.05", "0.2", "--layers", "1", "--output", str(tmp_path / "first")]
+    [(config, _)] = parsed_runs(monkeypatch, tmp_path, argv)
+    path = tmp_path / "first" / "config.toml"
+    assert path.read_text().startswith("# compressm run configuration; rerun with: compressm compare --config")
+    again = ["compare", "--config", str(path), "--output", str(tmp_path / "again")]
+    [(config_again, options_again)] = parsed_runs(monkeypatch, tmp_path, again)
+    assert config_again == config
+    assert {key: options_again[key] for key in ("seeds", "arms", "taus")} == {
+        "seeds": (3, 4), "arms": ["full", "hnn"], "taus": [0.05, 0.2]
+    }
