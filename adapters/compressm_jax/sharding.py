@@ -12,8 +12,8 @@ Parameters and Optax state are replicated: every device holds the same copy, and
 jitted step keeps them so (one program, replicated outputs). A reduction runs once, in this
 process, on a host copy of each layer; the reduced model and the new Optax state are then
 placed replicated on every device again, so every parameter and state leaf has one sharding
-and the next step recompiles once, for the new shapes. A rollback keeps the inputs, which
-are still replicated. (One process drives every device here; several hosts would also need
+and the next step recompiles once, for the new shapes. A rollback (the safety net, after
+recovery training) returns the checkpoint, the inputs of the cut, which are still replicated. (One process drives every device here; several hosts would also need
 ``jax.distributed.initialize`` and a global mesh.)
 """
 
@@ -89,6 +89,7 @@ class ShardedCompressor(Compressor):
             return evaluate(candidate if candidate is model else replicate(candidate, mesh))
 
         new_model, new_state, following = super().step(step, model, opt_state, evaluate_replicated)
-        if new_model is not model:
+        restored = self.pending is not None and new_model is self.pending.model  # still replicated
+        if new_model is not model and not restored:
             new_model, new_state = replicate((new_model, new_state), mesh)
         return new_model, new_state, following

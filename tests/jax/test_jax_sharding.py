@@ -71,7 +71,7 @@ WORKER = textwrap.dedent(
     optimizer = optax.adam(1e-2)
     schedule = ReductionSchedule(total_steps=10, interval=1, reduce_until=0.1, tau=0.3)
 
-    def adapter_run(mesh, metrics):
+    def adapter_run(mesh, metrics, schedule=schedule):
         # one check on a model with non-zero Adam moments (no jitted step: compiles are slow)
         model = SequenceModel(1, 3, 8, 16, 1, key=jax.random.key(0))  # the trainer's shapes: cached compiles
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
@@ -82,6 +82,8 @@ WORKER = textwrap.dedent(
             compressor = ShardedCompressor(schedule, optimizer, mesh=mesh)
         values = iter(metrics)
         new_model, new_state, compressor = compressor.step(1, model, opt_state, lambda m: next(values))
+        if schedule.net:  # judged after one step of "recovery"
+            new_model, new_state, compressor = compressor.step(2, new_model, new_state, lambda m: next(values))
         result = {"kept": new_model is not model, "dims": [layer.state_dim for _, layer in cj.reducible_layers(new_model)]}
         if mesh is not None:
             result.update(placement((new_model, new_state)))
@@ -92,7 +94,8 @@ WORKER = textwrap.dedent(
     arrays.update({f"adapter_two/{i}": leaf for i, leaf in enumerate(leaves(reduced))})
     results["adapter_one"], reduced, _ = adapter_run(None, [1.0, 1.0])
     arrays.update({f"adapter_one/{i}": leaf for i, leaf in enumerate(leaves(reduced))})
-    results["rollback_two"], _, compressor = adapter_run(mesh, [1.0, 0.5])
+    netted = ReductionSchedule(total_steps=10, interval=1, reduce_until=0.1, tau=0.3, safety_net=True)
+    results["rollback_two"], _, compressor = adapter_run(mesh, [1.0, 0.5, 0.5], netted)
     results["rollback_two"]["rolled_back"] = compressor.events[-1].rolled_back
 
     results["errors"] = []
