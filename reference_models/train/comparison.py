@@ -35,7 +35,6 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from .comparison_report import (
 from .config import ARMS, DEFAULT_ARMS, TrainConfig
 from .outputs import write_json, write_text
 from .plots import plot_hsv_comparison, plot_metric_over_time, plot_sweep, plot_train_loss
+from .run_state import RunInterrupted, resumed_config
 
 __all__ = ["ARMS", "DEFAULT_ARMS", "SWEEP_TAUS", "ArmOptions", "Comparison", "resolve_arms", "run_comparison"]
 #: ``compare --sweep``: tolerances doubling from 0.01 to 0.32 (log-spaced), from the paper's
@@ -82,6 +82,9 @@ _FOLDERS = {"hnn_untruncated": "hnn", "hnn": "hnn_truncated"}
 TrainAndSave = Callable[..., dict[str, Any]]
 #: An arm and its tolerance (None where it has none).
 Key = tuple[str, float | None]
+#: Runs an arm, writes its folder and returns its metrics; told whether an earlier run of the
+#: arm was interrupted (then a trained arm continues from its checkpoint).
+Action = Callable[[bool], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -267,10 +270,11 @@ class _SeedRuns:
         tag = f"_tau{tau:g}" if tau is not None and self.several_taus else ""
         return self.output / f"{_FOLDERS.get(arm, arm)}{tag}_seed{self.config.seed}"
 
-    def attempt(self, key: Key, needs: Sequence[Key], prepare: Callable[[], tuple[dict[str, Any], Callable[[], dict[str, Any]]]]) -> None:
+    def attempt(self, key: Key, needs: Sequence[Key], prepare: Callable[[], tuple[dict[str, Any], Action]]) -> None:
         """Unless an arm it ``needs`` is not done: ``prepare()`` the arm ``key`` (its spec, to
         recognise an earlier run, and the action that runs it and writes its folder), then,
-        unless resuming finds it done before with the same spec, run it; record the outcome."""
+        unless resuming finds it done before with the same spec, run it (told whether an
+        earlier run of it was interrupted: it has a folder but no outcome); record the outcome."""
         arm, tau = key
         seed, folder = self.config.seed, self.folder(key)
         record = self.output / "arms" / f"{folder.name}.json"
@@ -281,15 +285,15 @@ class _SeedRuns:
         try:
             spec, action = prepare()
         except ValueError as error:  # an invalid per-arm setting fails this arm only
-            spec, action = {"invalid": str(error)}, partial(_raise, error)
+            spec, action = {"invalid": str(error)}, lambda interrupted, invalid=error: _raise(invalid)
         spec = json.loads(json.dumps(spec))  # as it reads back from the record
         if self.resume and _finished_before(record, folder, spec):
             self._record(ArmResult(arm, tau, seed, "done", json.loads((folder / "metrics.json").read_text())))
             return
-        if self.write and folder.is_dir():
-            shutil.rmtree(folder)  # an unfinished, failed or differently configured earlier run
         try:
-            result = ArmResult(arm, tau, seed, "done", action())
+            result = ArmResult(arm, tau, seed, "done", action(self.resume and folder.is_dir() and not record.is_file()))
+        except RunInterrupted:
+            raise
         except Exception as error:  # recorded with its type and message; the other arms go on
             result = ArmResult(arm, tau, seed, "failed", error={"type": type(error).__name__, "message": str(error)})
             print(f"compressm compare: {result.describe()} {result.outcome()}; the other arms go on", file=sys.stderr)
@@ -302,25 +306,39 @@ class _SeedRuns:
         self.results[result.arm, result.tau] = result
         self.on_result(result)
 
+    def clear(self, folder: Path) -> None:
+        """Remove what an earlier failed, unfinished or differently configured run left."""
+        if self.write and folder.is_dir():
+            shutil.rmtree(folder)
+
     def train(self, key: Key, config: Callable[[], TrainConfig], needs: Sequence[Key] = ()) -> None:
         """The arm ``key`` trained with ``config()`` (built once the arms it needs are done)."""
 
-        def prepare() -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+        folder = self.folder(key)
+
+        def prepare() -> tuple[dict[str, Any], Action]:
             arm_config = config()
-            return {"config": arm_config.to_dict()}, lambda: self.train_and_save(
-                arm_config, self.folder(key), progress=self.progress, data=self.data
-            )
+
+            def action(interrupted: bool) -> dict[str, Any]:
+                if interrupted and _checkpoint_of(folder, arm_config):
+                    print(f"compressm compare: {folder.name} continues from its checkpoint", file=sys.stderr)
+                    return self.train_and_save(arm_config, folder, progress=self.progress, data=self.data, label=folder.name, resume=True)
+                self.clear(folder)
+                return self.train_and_save(arm_config, folder, progress=self.progress, data=self.data, label=folder.name)
+
+            return {"config": arm_config.to_dict()}, action
 
         self.attempt(key, needs, prepare)
 
     def truncated(self, key: Key, source: Key, dims_of: Key | None = None) -> None:
         """The ``source`` arm's trained model truncated at the tolerance of ``key``, or to the
         final dims of the arm ``dims_of`` where given; its metrics.json written."""
-        def prepare() -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+        def prepare() -> tuple[dict[str, Any], Action]:
             metrics = self.results[source].metrics
             target = {"dims": list(self.results[dims_of].metrics["final_state_dims"])} if dims_of else {"tau": key[1]}
 
-            def action() -> dict[str, Any]:
+            def action(interrupted: bool) -> dict[str, Any]:
+                self.clear(self.folder(key))
                 # PyTorch reads checkpoints of either backend
                 from .torch_truncation import truncated_run
 
@@ -367,6 +385,15 @@ class _SeedRuns:
 
 def _raise(error: Exception) -> dict[str, Any]:
     raise error
+
+
+def _checkpoint_of(folder: Path, config: TrainConfig) -> bool:
+    """Whether ``folder`` holds a checkpoint of a run of ``config`` to continue from."""
+    try:
+        previous = resumed_config(folder, config.device, config.checkpoint_every, config.tensorboard)
+    except ValueError:  # none, or unreadable: start over
+        return False
+    return previous.to_dict() == config.to_dict()
 
 
 def _finished_before(record: Path, folder: Path, spec: dict[str, Any]) -> bool:

@@ -77,7 +77,7 @@ def _fake_trainer(calls, fail=()):
     halves the state, the test accuracy grows with the total state), and raises for folders
     whose name starts with an entry of ``fail``."""
 
-    def train_and_save(config, output, *, progress, data):
+    def train_and_save(config, output, *, progress, data, **options):
         calls.append(output.name)
         if output.name.startswith(tuple(fail)):
             raise RuntimeError(f"boom in {output.name}")
@@ -183,8 +183,9 @@ def test_sweep_plots_one_point_per_seed_and_tau(tmp_path):
 def test_sweep_flag_defaults_to_log_spaced_taus(tmp_path, monkeypatch):
     seen = {}
 
-    def record(*args, **kwargs):
+    def record(config, output, *args, **kwargs):
         seen.update(kwargs)
+        output.mkdir(parents=True, exist_ok=True)
         return Comparison("table", {"failures": []})
 
     monkeypatch.setattr(run_module, "run_comparison", record)
@@ -210,3 +211,27 @@ def test_compare_on_a_users_regression_arrays(tmp_path):
     assert result.summary["metric"] == "mse" and result.summary["higher_is_better"] is False
     assert pair["improvement"]["small"]["last"] == pytest.approx(rows["small"]["values"][0] - rows["compressm"]["values"][0])
     assert "the other arm minus CompreSSM" in result.table
+
+
+@pytest.mark.slow
+def test_resume_continues_an_interrupted_arm_from_its_checkpoint(tmp_path):
+    """An arm killed after its checkpoint (no outcome recorded) continues from it: the
+    trainer is asked to resume, and the run ends as the uninterrupted one did."""
+    calls, finished = [], {}
+
+    def killed_small(config, output, **options):
+        calls.append((output.name, options.get("resume", False)))
+        metrics = run_and_save(config, output, **options)
+        if output.name == "small_seed0" and not options.get("resume"):
+            finished.update(metrics)
+            raise KeyboardInterrupt  # killed after the last checkpoint, before compare recorded the arm
+        return metrics
+
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(TINY, tmp_path, killed_small, progress=False)
+    assert not (tmp_path / "arms" / "small_seed0.json").exists()
+    assert (tmp_path / "small_seed0" / "checkpoint.safetensors").is_file()
+    resumed = run_comparison(TINY, tmp_path, killed_small, progress=False, resume=True)
+    assert calls == [("full_seed0", False), ("compressm_seed0", False), ("small_seed0", False), ("small_seed0", True)]
+    small = next(row for row in resumed.summary["rows"] if row["arm"] == "small")
+    assert small["values"] == [finished["test_accuracy"]] and small["final_state_dims"] == [finished["final_state_dims"]]
