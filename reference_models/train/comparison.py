@@ -185,7 +185,8 @@ def run_comparison(
     and ``arms/<folder>.json`` says, as soon as the arm ends, whether it is done or failed
     (with the error) and with which configuration; the tables are rewritten after every arm.
     An arm that raises is recorded and the others go on; arms that need it are skipped.
-    With ``resume``, arms already done with the same configuration are read back, not retrained.
+    With ``resume``, arms already done with the same configuration are read back, not retrained
+    (a ``data`` given here is not part of the configuration: resume only with the same data).
     """
     arms = resolve_arms(arms)
     _check(config, arms, seeds)
