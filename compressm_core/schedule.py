@@ -61,6 +61,7 @@ Mode = Literal["tolerance", "fixed", "pragmatic"]
 Budget = Literal["per_check", "run"]
 Timing = Literal["steps", "certified"]
 AfterRollback = Literal["stop", "skip"]
+OptimizerState = Literal["reset", "slice"]
 Energy = Literal["sum", "squared"]
 MetricMode = Literal["max", "min"]
 Selection = Literal["largest", "smallest", "random"]
@@ -69,6 +70,7 @@ MODES: tuple[Mode, ...] = ("tolerance", "fixed", "pragmatic")
 BUDGETS: tuple[Budget, ...] = ("per_check", "run")
 TIMINGS: tuple[Timing, ...] = ("steps", "certified")
 AFTER_ROLLBACK: tuple[AfterRollback, ...] = ("stop", "skip")
+OPTIMIZER_STATES: tuple[OptimizerState, ...] = ("reset", "slice")
 ENERGIES: tuple[Energy, ...] = ("sum", "squared")
 METRIC_MODES: tuple[MetricMode, ...] = ("max", "min")
 SELECTIONS: tuple[Selection, ...] = ("largest", "smallest", "random")
@@ -193,6 +195,10 @@ class ReductionSchedule:
     selection:
         Which states a reduction keeps: ``"largest"`` HSVs (balanced truncation), or the
         ``"smallest"`` / a ``"random"`` subset (ablations). Carried for the adapters.
+    optimizer_state:
+        What the optimizer keeps for a reduced layer: ``"reset"`` (fresh state) or
+        ``"slice"`` (the moments of the kept coordinates and the step count, as the authors'
+        code does). Carried for the adapters.
     """
 
     total_steps: int
@@ -215,6 +221,7 @@ class ReductionSchedule:
     after_rollback: AfterRollback = "stop"
     metric_mode: MetricMode = "max"
     selection: Selection = "largest"
+    optimizer_state: OptimizerState = "reset"
 
     def __post_init__(self) -> None:
         _check_int("total_steps", self.total_steps, 1)
@@ -245,6 +252,7 @@ class ReductionSchedule:
         _check_choice("after_rollback", self.after_rollback, AFTER_ROLLBACK)
         _check_choice("metric_mode", self.metric_mode, METRIC_MODES)
         _check_choice("selection", self.selection, SELECTIONS)
+        _check_choice("optimizer_state", self.optimizer_state, OPTIMIZER_STATES)
         if self.safety_net not in (None, True, False):
             msg = f"`safety_net` must be True, False or None, got {self.safety_net!r}"
             raise ValueError(msg)

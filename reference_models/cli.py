@@ -66,16 +66,37 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     add("--dropout", type=float, default=defaults.dropout, help="dropout probability in every block")
     add("--tau", type=float, default=defaults.tau, help="tolerance mode: keep the smallest rank whose HSVs hold a fraction 1 - tau of the energy")
     add("--no-compress", action="store_true", help="train the full model only, without reductions")
-    add("--mode", choices=("tolerance", "fixed"), default=defaults.mode,
-        help="tolerance: ranks from --tau; fixed: cut --fraction of every layer at each check")
-    add("--fraction", type=float, default=defaults.fraction, help="fixed mode: fraction of the states cut at each check")
+    add("--mode", choices=("tolerance", "fixed", "pragmatic"), default=defaults.mode,
+        help="tolerance: ranks from --tau; fixed: cut --fraction of every layer at each check; "
+             "pragmatic: fixed cuts with the safety net (the authors' pragmatic mode)")
+    add("--fraction", type=float, default=defaults.fraction, help="fixed and pragmatic mode: fraction of the states cut at each check")
+    add("--budget", choices=("per_check", "run"), default=defaults.budget,
+        help="tolerance mode: --tau of each layer's current energy at every check (per_check, the paper; cuts compound) "
+             "or of its original energy over the whole run (run)")
+    add("--timing", choices=("steps", "certified"), default=defaults.timing,
+        help="steps: cut at the check steps (the paper); certified: cut a layer only once the Weyl certificate holds "
+             "over the last --certify-over checks and the validation metric is --chance-margin above its first value")
+    add("--certify-over", type=int, default=defaults.certify_over, help="certified timing: earlier checks the certificate must reach back to")
+    add("--chance-margin", type=float, default=defaults.chance_margin,
+        help="certified timing: how far (in metric units) the validation metric must beat its value at the first step")
+    add("--safety-net", action=argparse.BooleanOptionalAction, default=defaults.safety_net,
+        help="judge every cut after --recovery-steps of training and undo it if the validation metric fell by more than "
+             "--rollback-tolerance (none: on in pragmatic mode only, as in the authors' code)")
+    add("--recovery-steps", type=int, default=defaults.recovery_steps,
+        help="safety net: training steps on the reduced model before the judgement (none: one check interval)")
+    add("--after-rollback", choices=("stop", "skip"), default=defaults.after_rollback,
+        help="safety net: after a rollback stop reducing (the authors' rule) or try again at the next check")
+    add("--optimizer-state", choices=("reset", "slice"), default=defaults.optimizer_state,
+        help="reduced layers' optimizer state: reset (fresh) or slice (the moments of the kept coordinates and the "
+             "step count, as the authors' code does)")
     add("--energy", choices=("sum", "squared"), default=defaults.energy,
         help="HSV energy for --tau: sum of sigma (the authors' code) or of sigma^2")
-    add("--reduce-every", type=int, default=defaults.reduce_every, help="steps between reduction checks")
+    add("--reduce-every", type=int, default=defaults.reduce_every,
+        help="steps between reduction checks (none: a quarter of the window, i.e. four checks)")
     add("--reduce-until", type=float, default=defaults.reduce_until, help="reduction checks happen in this first fraction of training")
     add("--reduce-from", type=int, default=defaults.reduce_from, help="first check step (none: --reduce-every)")
     add("--rollback-tolerance", type=float, default=defaults.rollback_tolerance,
-        help="undo a reduction, and stop reducing, if the validation metric falls by more than this")
+        help="safety net: undo a cut if the validation metric after recovery is more than this below the metric before it")
     add("--selection", choices=("largest", "smallest", "random"), default=defaults.selection,
         help="which balanced states to keep: the largest HSVs (CompreSSM) or an ablation")
     add("--gramians", choices=GRAMIANS, default=defaults.gramians,
@@ -108,14 +129,22 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         state_dim=args.state_dim,
         n_layers=args.layers,
         dropout=args.dropout,
-        tau=None if args.no_compress or args.mode == "fixed" else args.tau,
-        mode=args.mode,
+        tau=None if args.no_compress or args.mode != "tolerance" else args.tau,
+        mode="tolerance" if args.no_compress else args.mode,
         fraction=args.fraction,
         energy=args.energy,
         reduce_every=args.reduce_every,
         reduce_until=args.reduce_until,
         reduce_from=args.reduce_from,
+        budget=args.budget,
+        timing=args.timing,
+        certify_over=args.certify_over,
+        chance_margin=args.chance_margin,
+        safety_net=args.safety_net,
+        recovery_steps=args.recovery_steps,
         rollback_tolerance=args.rollback_tolerance,
+        after_rollback=args.after_rollback,
+        optimizer_state=args.optimizer_state,
         selection=args.selection,
         gramians=args.gramians,
         eval_every=args.eval_every,

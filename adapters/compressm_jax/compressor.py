@@ -11,7 +11,7 @@ sequences (batch, L, d_input) on which their time-varying Gramians are computed.
 The same policy as ``compressm_torch.Compressor``: a check step plans ranks with the core
 (``plan_check``: mode, budget, gate, certificate under ``timing="certified"``), evaluates,
 compresses, evaluates again (the dip, recorded) and carries the Optax state over
-(``optimizer_state``: "reset" or "slice", see ``transfer_optimizer_state``; the shared step
+(the schedule's ``optimizer_state``: "reset" or "slice", see ``transfer_optimizer_state``; the shared step
 count, and with it any Optax LR schedule, continues). With the safety net on, the inputs
 (never modified) are kept as ``pending`` and the cut is judged ``recovery`` steps later;
 a rollback returns them.
@@ -61,8 +61,6 @@ from .reduce import (
 )
 from .selective import selective_layers, state_energies
 
-OPTIMIZER_STATES = ("reset", "slice")
-
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -85,16 +83,10 @@ class Compressor:
     gramians: Gramians = "complex"
     seed: int = 0
     calibration: Any = None
-    optimizer_state: str = "reset"
     state: ScheduleState = dataclasses.field(default_factory=ScheduleState)
     events: tuple[Event, ...] = ()
     pending: Checkpoint | None = None
     products: Memory = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.optimizer_state not in OPTIMIZER_STATES:
-            msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {self.optimizer_state!r}"
-            raise ValueError(msg)
 
     def plan(self, model: eqx.Module) -> tuple[dict[str, int], Compressor]:
         """The layers to cut now, with their new ranks (HSV units), and the compressor with
@@ -156,7 +148,7 @@ class Compressor:
             seed=current.seed + step,
             calibration=current.calibration,
         )
-        slicing = current.optimizer_state == "slice"
+        slicing = current.schedule.optimizer_state == "slice"
         new_state = transfer_optimizer_state(
             current.optimizer,
             opt_state,

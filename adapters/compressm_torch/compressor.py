@@ -12,8 +12,8 @@ At a check step the compressor reads every layer's HSVs, plans new ranks with th
 schedule policy (``compressm_core.layers.plan_check``: tolerance, fixed or pragmatic mode,
 the per-check or run budget, the gate, the certificate under ``timing="certified"``),
 evaluates the validation metric, compresses and evaluates again (the dip, recorded). The
-optimizer follows the reduced model (``optimizer_state``: "reset" or "slice", see
-``transfer_optimizer``), and the given LR ``schedulers`` are handed over to it.
+optimizer follows the reduced model (the schedule's ``optimizer_state``: "reset" or "slice",
+see ``transfer_optimizer``), and the given LR ``schedulers`` are handed over to it.
 
 With the safety net on (``schedule.net``) the old model and optimizer, which ``compress``
 never modifies, are kept as ``pending`` (the checkpoint); ``recovery`` steps later the
@@ -55,8 +55,6 @@ from compressm_core.schedule import (
 )
 
 from .optimizer import (
-    OPTIMIZER_STATES,
-    OptimizerState,
     hand_over_schedulers,
     selection_indices,
     transfer_optimizer,
@@ -88,16 +86,10 @@ class Compressor:
     gramians: Gramians = "complex"
     seed: int = 0
     calibration: Tensor | None = None
-    optimizer_state: OptimizerState = "reset"
     state: ScheduleState = field(default_factory=ScheduleState)
     events: list[Event] = field(default_factory=list)
     pending: Checkpoint | None = None
     products: Memory = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.optimizer_state not in OPTIMIZER_STATES:
-            msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {self.optimizer_state!r}"
-            raise ValueError(msg)
 
     def plan(self, model: nn.Module) -> dict[str, int]:
         """The layers to cut now, with their new ranks (HSV units); records the layers'
@@ -161,8 +153,8 @@ class Compressor:
             optimizer,
             dict(model.named_parameters()),
             dict(compressed.model.named_parameters()),
-            reset=tuple(ranks) if self.optimizer_state == "reset" else (),
-            sliced=_slicing(model, compressed.reductions) if self.optimizer_state == "slice" else {},
+            reset=tuple(ranks) if self.schedule.optimizer_state == "reset" else (),
+            sliced=_slicing(model, compressed.reductions) if self.schedule.optimizer_state == "slice" else {},
         )
         self.cut(step, compressed.reductions, ranks, metric_before, float(evaluate(compressed.model)))
         if self.schedule.net:

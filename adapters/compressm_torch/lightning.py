@@ -24,7 +24,7 @@ from compressm_core.layers import Gramians
 from compressm_core.schedule import ReductionSchedule, is_check_step, is_judgement_step, left_chance
 
 from .compressor import Checkpoint, Compressor
-from .optimizer import OptimizerState, hand_over_schedulers, transfer_optimizer
+from .optimizer import hand_over_schedulers, transfer_optimizer
 from .reduce import reduce_layer, set_submodule
 
 
@@ -43,9 +43,8 @@ class CompreSSMCallback(Callback):
         *,
         gramians: Gramians = "complex",
         seed: int = 0,
-        optimizer_state: OptimizerState = "reset",
     ) -> None:
-        self.compressor = Compressor(schedule, gramians=gramians, seed=seed, optimizer_state=optimizer_state)
+        self.compressor = Compressor(schedule, gramians=gramians, seed=seed)
         self.evaluate = evaluate
         self.swapped_out: dict[str, nn.Module] = {}  # the layers a pending cut replaced
 
@@ -91,7 +90,7 @@ class CompreSSMCallback(Callback):
             )
             set_submodule(pl_module, name, new_layer)
             reductions.append(record)
-        slicing = compressor.optimizer_state == "slice"
+        slicing = compressor.schedule.optimizer_state == "slice"
         new_optimizer = transfer_optimizer(
             optimizer, old_parameters, dict(pl_module.named_parameters()),
             reset=() if slicing else tuple(ranks), sliced=dict.fromkeys(ranks) if slicing else None,

@@ -26,13 +26,10 @@ import functools
 import inspect
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-
-OptimizerState = Literal["reset", "slice"]
-OPTIMIZER_STATES: tuple[OptimizerState, ...] = ("reset", "slice")
 
 
 def _clone_state(state: dict) -> dict:

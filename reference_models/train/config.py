@@ -41,10 +41,18 @@ class TrainConfig:
     mode: str = "tolerance"
     fraction: float = 0.1
     energy: str = "sum"
-    reduce_every: int = 50
+    reduce_every: int | None = None
     reduce_until: float = 0.1
     reduce_from: int | None = None
+    budget: str = "per_check"
+    timing: str = "steps"
+    certify_over: int = 2
+    chance_margin: float = 0.05
+    safety_net: bool | None = None
+    recovery_steps: int | None = None
     rollback_tolerance: float = 0.02
+    after_rollback: str = "stop"
+    optimizer_state: str = "reset"
     selection: str = "largest"
     gramians: str = "complex"
     calibration_size: int = 32
@@ -73,7 +81,7 @@ class TrainConfig:
         if self.model == "selective" and self.gramians != "complex":
             msg = f"`gramians` {self.gramians!r} needs a time-invariant model; selective layers rank states by energy (use 'complex')"
             raise ValueError(msg)
-        for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "reduce_every", "calibration_size"):
+        for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "calibration_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 msg = f"`{name}` must be a positive integer, got {value!r}"
@@ -89,7 +97,11 @@ class TrainConfig:
             msg = f"`dropout` must lie in [0, 1), got {self.dropout!r}"
             raise ValueError(msg)
         if self.compresses:
-            self.schedule(metric_mode="max")  # validates tau, mode, energy, window, selection
+            self._check_window()
+            try:
+                self.schedule(metric_mode="max")  # validates tau, mode, energy, budget, timing, net
+            except ValueError as error:
+                raise ValueError(_with_flags(str(error))) from None
         self._check_baseline_options()
         self._check_hsv_every()
         self._check_run_options()
@@ -139,9 +151,33 @@ class TrainConfig:
             msg = f"`hnn_weight` needs a time-invariant model ('lru' or 's5'), got model={self.model!r}"
             raise ValueError(msg)
 
+    def _check_window(self) -> None:
+        """The reduction window against the run length, in the words of the CLI flags."""
+        if isinstance(self.reduce_until, bool) or not isinstance(self.reduce_until, (int, float)) or not 0 < self.reduce_until <= 1:
+            return  # ReductionSchedule names the value
+        end = math.floor(round(self.reduce_until * self.steps, 9))
+        if end < 1:
+            msg = (
+                f"--steps {self.steps} with --reduce-until {self.reduce_until} leaves no step for a reduction "
+                f"check (the window ends at step floor({self.reduce_until} x {self.steps}) = {end}); "
+                f"raise --steps to at least {math.ceil(1 / self.reduce_until)} or --reduce-until, or pass --no-compress"
+            )
+            raise ValueError(msg)
+        every = self.reduce_every if isinstance(self.reduce_every, int) and self.reduce_every > 0 else max(1, end // 4)
+        first = self.reduce_from if isinstance(self.reduce_from, int) and self.reduce_from >= 0 else every
+        if first > end:
+            given = f"--reduce-from {self.reduce_from}" if self.reduce_from is not None else f"--reduce-every {every} (the first check when --reduce-from is not given)"
+            msg = (
+                f"the first reduction check, step {first} from {given}, comes after the end of the reduction window, "
+                f"step {end} = floor(--reduce-until {self.reduce_until} x --steps {self.steps}); lower "
+                f"{'--reduce-from' if self.reduce_from is not None else '--reduce-every (or leave it out: a quarter of the window)'}, "
+                "or raise --reduce-until or --steps"
+            )
+            raise ValueError(msg)
+
     @property
     def compresses(self) -> bool:
-        return self.tau is not None or self.mode == "fixed"
+        return self.tau is not None or self.mode in ("fixed", "pragmatic")
 
     def schedule(self, *, metric_mode: str) -> ReductionSchedule:
         """The core's reduction schedule for this run (``metric_mode`` from the task)."""
@@ -154,9 +190,17 @@ class TrainConfig:
             tau=self.tau if self.mode == "tolerance" else None,
             fraction=self.fraction,
             energy=self.energy,
+            budget=self.budget,
+            timing=self.timing,
+            certify_over=self.certify_over,
+            chance_margin=self.chance_margin,
+            safety_net=self.safety_net,
+            recovery_steps=self.recovery_steps,
             rollback_tolerance=self.rollback_tolerance,
+            after_rollback=self.after_rollback,
             metric_mode=metric_mode,
             selection=self.selection,
+            optimizer_state=self.optimizer_state,
         )
 
     @property
@@ -177,6 +221,25 @@ class TrainConfig:
         if isinstance(self.state_dim, tuple):
             values["state_dim"] = list(self.state_dim)
         return values
+
+
+#: ``ReductionSchedule`` argument -> the ``TrainConfig`` field and CLI flag that set it.
+_SCHEDULE_FLAGS = {
+    "total_steps": "steps", "interval": "reduce_every", "start": "reduce_from",
+    "reduce_until": "reduce_until", "mode": "mode", "tau": "tau", "fraction": "fraction",
+    "energy": "energy", "budget": "budget", "timing": "timing", "certify_over": "certify_over",
+    "chance_margin": "chance_margin", "safety_net": "safety_net", "recovery_steps": "recovery_steps",
+    "rollback_tolerance": "rollback_tolerance", "after_rollback": "after_rollback", "selection": "selection",
+    "optimizer_state": "optimizer_state",
+}
+
+
+def _with_flags(message: str) -> str:
+    """A ``ReductionSchedule`` error in the names of the config fields and CLI flags."""
+    for argument, name in _SCHEDULE_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        message = message.replace(f"`{argument}`", f"`{name}` ({flag})")
+    return message
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -1,5 +1,7 @@
 """compressm_jax: compress over pytrees + Optax state, the Compressor, and parity with PyTorch."""
 
+from dataclasses import replace
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -115,7 +117,7 @@ def test_slice_keeps_the_leading_moments_and_the_count():
     optimizer = optax.adam(1e-3)
     model, state = _trained(_model(state_dim=32), optimizer)
     schedule = ReductionSchedule(total_steps=100, interval=5, reduce_until=0.1, mode="fixed", fraction=0.25)
-    _, new_state, _ = cj.Compressor(schedule, optimizer, optimizer_state="slice").step(5, model, state, lambda m: 1.0)
+    _, new_state, _ = cj.Compressor(replace(schedule, optimizer_state="slice"), optimizer).step(5, model, state, lambda m: 1.0)
     old, new = _leaves(state), _leaves(new_state)
     assert int(np.asarray(new["[0].count"])) == int(np.asarray(old["[0].count"])) == 2
     for key in ("[0].mu.blocks[0].ssm.nu_log", "[0].nu.blocks[1].ssm.B_re"):
@@ -138,7 +140,7 @@ def test_slice_of_a_selective_layer_keeps_exactly_the_moments_of_the_kept_states
     )
     calibration = jnp.asarray(np.random.default_rng(1).standard_normal((3, 10, 2)))
     schedule = ReductionSchedule(total_steps=100, interval=5, reduce_until=0.1, mode="fixed", fraction=0.5)
-    compressor = cj.Compressor(schedule, optimizer, calibration=calibration, optimizer_state="slice")
+    compressor = cj.Compressor(replace(schedule, optimizer_state="slice"), optimizer, calibration=calibration)
     _, new_state, compressor = compressor.step(5, model, state, lambda m: 1.0)
     (reduction,) = compressor.events[0].reductions
     kept = np.asarray(reduction.kept)

@@ -2,6 +2,7 @@
 optimizer state, LR schedulers, and its state for checkpoints."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -125,7 +126,7 @@ def test_reset_gives_the_reduced_layers_fresh_state_and_slice_keeps_the_leading_
     new = dict(reset_model.named_parameters())
     assert new["blocks.0.ssm.nu_log"] not in reset_optimizer.state
     assert torch.equal(reset_optimizer.state[new["encoder.weight"]]["exp_avg"], optimizer.state[old["encoder.weight"]]["exp_avg"])
-    sliced_model, sliced_optimizer = Compressor(schedule, optimizer_state="slice").step(5, model, optimizer, lambda m: 1.0)
+    sliced_model, sliced_optimizer = Compressor(replace(schedule, optimizer_state="slice")).step(5, model, optimizer, lambda m: 1.0)
     new = dict(sliced_model.named_parameters())
     for name in ("blocks.0.ssm.nu_log", "blocks.0.ssm.B_re", "blocks.1.ssm.C_im"):
         state, old_state = sliced_optimizer.state[new[name]], optimizer.state[old[name]]
@@ -147,7 +148,7 @@ def test_selective_layers_slice_exactly_the_moments_of_the_kept_states():
         model(calibration).pow(2).mean().backward()
         optimizer.step()
     schedule = ReductionSchedule(total_steps=100, interval=5, reduce_until=0.1, mode="fixed", fraction=0.5)
-    compressor = Compressor(schedule, calibration=calibration, optimizer_state="slice")
+    compressor = Compressor(replace(schedule, optimizer_state="slice"), calibration=calibration)
     new_model, new_optimizer = compressor.step(5, model, optimizer, lambda m: 1.0)
     (reduction,) = compressor.events[0].reductions
     keep = list(reduction.kept)

@@ -33,8 +33,12 @@ def test_image_presets_mirror_the_paper(task):
             steps,
         )
         assert (config.model, config.mode, config.selection) == ("lru", "tolerance", "largest")
-        # METHOD.md: checks every 2000 steps during the first 10% of training
+        # the authors' configs: checks every 2000 steps during the first 10% of training
         assert (config.reduce_every, config.reduce_until) == (2000, 0.1)
+        # the authors' code: no rollback in tolerance mode; Adam moments sliced after a cut
+        assert config.safety_net is False and config.optimizer_state == "slice"
+        if config.compresses:
+            assert not config.schedule(metric_mode="max").net
 
 
 def test_every_preset_is_a_valid_config_named_after_its_task_and_tolerance():
@@ -147,4 +151,5 @@ def test_a_preset_whose_window_holds_no_check_says_so(capsys, tmp_path):
         cli.main(["train", "--preset", "smnist-tau0.01", "--steps", "5", "--output", str(tmp_path)])
         == 2
     )
-    assert "`start` must not exceed the end of the reduction window" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "--steps 5 with --reduce-until 0.1 leaves no step for a reduction check" in error
