@@ -39,6 +39,7 @@ from .run_state import (
     RunFiles,
     RunInterrupted,
     StopSignals,
+    announce,
     check_finite,
     check_resumable,
     learning_rate_factor,
@@ -126,7 +127,7 @@ def _train_step(model, opt_state, optimizer, x, y, key, classification):
         model, x, y, key, classification, False
     )
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-    return eqx.apply_updates(model, updates), opt_state, loss, metric, optax.global_norm(grads)
+    return eqx.apply_updates(model, updates), opt_state, loss, metric, optax.tree.norm(grads)
 
 
 @eqx.filter_jit
@@ -186,12 +187,13 @@ def train(
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         model, opt_state = replicate((model, opt_state), mesh)
         record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.compressible_layers(model)])
-        record.device = ", ".join(str(device) for device in mesh.devices.flat)
         record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
         best, start_step, elapsed = None, 0, 0.0
         files = RunFiles(config, record, output)
+    record.device = ", ".join(f"{device.platform}:{device.id}" for device in mesh.devices.flat)
     validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
     bar = progress_bar(config, start_step, label=label, enabled=progress, metric=record.metric_name, backend=" (jax)")
+    announce(bar, f"training on {record.device}" + (f", resumed at step {start_step}" if resume else ""))
     start = time.perf_counter() - elapsed
 
     def save_checkpoint(step: int) -> None:
@@ -266,11 +268,11 @@ def _restore(path: Path, config: TrainConfig, optimizer: optax.GradientTransform
     opt_state = load_optimizer(optimizer.init(eqx.filter(checkpoint.model, eqx.is_array)), checkpoint.optimizer, path)
     model, opt_state = replicate((checkpoint.model, opt_state), mesh)
     if compressor is not None:
-        pending = None
+        pending_model = pending_state = None
         if checkpoint.pending_model is not None:
             pending_state = load_optimizer(optimizer.init(eqx.filter(checkpoint.pending_model, eqx.is_array)), checkpoint.pending_optimizer, path)
-            pending = replicate((checkpoint.pending_model, pending_state), mesh)
-        compressor = compressor.load_state_dict(state["compressor"], *(pending or (None, None)))
+            pending_model, pending_state = replicate((checkpoint.pending_model, pending_state), mesh)
+        compressor = compressor.load_state_dict(state["compressor"], pending_model=pending_model, pending_optimizer=pending_state)
     batches.restore(state["batches"])
     record = RunRecord.from_state(config, state["record"])
     return model, opt_state, checkpoint.key, record, checkpoint.best, compressor, state

@@ -79,7 +79,7 @@ class RunRecord:
             if event.rolled_back:
                 undone = [entry for entry in self.reductions if entry["step"] == event.cut_step]
                 self.reductions = [entry for entry in self.reductions if entry["step"] != event.cut_step]
-                self.rollbacks.extend({**entry, "judged_step": event.step, f"val_{self.metric_name}_recovered": event.metric_recovered}
+                self.rollbacks.extend({**entry, "judged_step": event.step, f"val_{self.metric_name}_recovered": event.metric_after}
                                       for entry in undone)
                 for reduction in event.reductions:
                     self.current_dims[layer_index[reduction.name]] = reduction.old_dim

@@ -107,4 +107,4 @@ def describe_event(event: Any) -> str:
     if not hasattr(event, "cut_step"):
         return f"step {event.step}: {changes} (val {event.metric_before:.4g} -> {event.metric_after:.4g})"
     verdict = "rolled back" if event.rolled_back else "kept"
-    return f"step {event.step}: cut of step {event.cut_step} ({changes}) {verdict}: val {event.metric_before:.4g} -> {event.metric_recovered:.4g}"
+    return f"step {event.step}: cut of step {event.cut_step} ({changes}) {verdict}: val {event.metric_before:.4g} -> {event.metric_after:.4g}"

@@ -202,7 +202,7 @@ class RunFiles:
 
     def reduction(self, event: Any, bar: Any) -> None:
         self.record.reduction_event(event)
-        bar.write(f"{bar.desc}: {describe_event(event)}") if not bar.disable else None
+        announce(bar, describe_event(event))
         if self.log is not None:
             self.log.reduction(event, self.record.current_dims)
 
@@ -228,6 +228,12 @@ def progress_bar(config: TrainConfig, start: int, *, label: str | None, enabled:
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not enabled, desc=name, unit="step")
     bar.metric_name = f"batch_{'acc' if metric == 'accuracy' else metric}"
     return bar
+
+
+def announce(bar: tqdm, text: str) -> None:
+    """``text`` above the progress bar, after its name (nothing when the bar is off)."""
+    if not bar.disable:
+        bar.write(f"{bar.desc}: {text}")
 
 
 def show_step(bar: tqdm, loss: float, metric: float, dims: list[int]) -> None:

@@ -25,6 +25,7 @@ from .run_state import (
     RunFiles,
     RunInterrupted,
     StopSignals,
+    announce,
     check_finite,
     check_resumable,
     learning_rate_factor,
@@ -130,10 +131,10 @@ def train(
         model = build_model(config, data).to(parallel.device)
         optimizer = build_optimizer(model, config)
         record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.compressible_layers(model)])
-        record.device = str(parallel.device)
         record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
         best, start_step, elapsed = None, 0, 0.0
         files = RunFiles(config, record, output, write=parallel.is_main)
+    record.device = str(parallel.device)  # where this part of the run trains
     stability = StabilityLog(config.hsv_every, config.steps, ct.reducible_layers, config.gramians) if config.hsv_every else None
     if stability is not None:
         with torch.no_grad():
@@ -142,6 +143,8 @@ def train(
     trained = parallel.wrap(model)
     validate = lambda m: parallel.evaluate(evaluate, m, data.x_val, data.y_val, kind)  # noqa: E731
     bar = progress_bar(config, start_step, label=label, enabled=progress and parallel.is_main, metric=record.metric_name)
+    mps_note = " (reductions analysed in float64 on the CPU: MPS has no float64)" if parallel.device.type == "mps" else ""
+    announce(bar, f"training on {parallel.device}{mps_note}" + (f", resumed at step {start_step}" if resume else ""))
     objective = training_objective(config, kind, partial(loss_and_metric, kind=kind))  # HNN, distillation
     start = time.perf_counter() - elapsed
 

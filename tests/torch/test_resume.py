@@ -98,6 +98,23 @@ def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypa
     assert logged == original
 
 
+def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkeypatch):
+    """The safety net judges the cut of step 4 at step 7 and rolls it back; the run is stopped
+    at step 5, while the pre-cut model and optimizer wait in the checkpoint."""
+    config = TINY.replace(safety_net=True, rollback_tolerance=0.0, recovery_steps=3, after_rollback="skip", lr=0.02)
+    model, record = torch_trainer.train(config, progress=False)
+    assert [(r["step"], r["judged_step"]) for r in record.rollbacks] == [(4, 7)] and record.reductions
+    stop_at(monkeypatch, 4)
+    with pytest.raises(RunInterrupted, match="at step 5"):
+        torch_trainer.train(config, progress=False, output=tmp_path)
+    assert load_training_state(tmp_path / "checkpoint.safetensors").pending_model is not None
+    monkeypatch.undo()
+    resumed, resumed_record = torch_trainer.train(config, progress=False, output=tmp_path, resume=True)
+    expected = model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in resumed.state_dict().items())
+    assert without_wall_clock(resumed_record.metrics()) == without_wall_clock(record.metrics())
+
+
 class Killed(BaseException):
     """Stands for SIGKILL: the process ends there, writing nothing more."""
 
