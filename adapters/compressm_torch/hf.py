@@ -348,17 +348,34 @@ class CompreSSMTrainerCallback(transformers.TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
-        seen = len(self.compressor.events)
-        new_model, new_optimizer = self.compressor.step(state.global_step, model, optimizer, self._metric)
+        new_model, new_optimizer = compressor_step(
+            self.compressor, state.global_step, model, optimizer, self._metric
+        )
         if new_model is model:
             return
-        kept = _kept_entries(model, self.compressor.events[seen:], state.global_step)
-        if kept is not None:
-            new_optimizer = slice_optimizer(optimizer, model, new_model, kept)
         for name, child in list(new_model.named_children()):
             setattr(model, name, child)
         record_state_sizes(model)
         _replace_in_place(optimizer, new_optimizer)
+
+
+def compressor_step(
+    compressor: Compressor,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    evaluate: Callable[[nn.Module], float],
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """``compressor.step(step, model, optimizer, evaluate)``, with the optimizer state of the
+    mixers it cuts sliced exactly to their kept entries (``slice_optimizer``), whatever the
+    compressor's own ``optimizer_state``; a rollback returns what the compressor returns."""
+    seen = len(compressor.events)
+    new_model, new_optimizer = compressor.step(step, model, optimizer, evaluate)
+    if new_model is not model:
+        kept = _kept_entries(model, compressor.events[seen:], step)
+        if kept is not None:
+            new_optimizer = slice_optimizer(optimizer, model, new_model, kept)
+    return new_model, new_optimizer
 
 
 def _kept_entries(model: nn.Module, events: Sequence, step: int) -> dict[str, dict[str, KeptEntries]] | None:
@@ -384,6 +401,7 @@ __all__ = [
     "CompressedMamba",
     "MixerView",
     "compress",
+    "compressor_step",
     "load_pretrained",
     "mamba_mixers",
     "record_state_sizes",
