@@ -31,7 +31,7 @@ from compressm_core.layers import (
 
 from .interface import ReducibleSSM
 from .optimizer import transfer_optimizer
-from .selective import reduce_selective_layer, selective_layers, state_energies
+from .selective import analysis_device, reduce_selective_layer, selective_layers, state_energies
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,17 @@ MODEL_UPDATES: list[Callable[[nn.Module], None]] = []
 
 
 def _in_double_precision(system: cc.DiagonalStateSpace) -> cc.DiagonalStateSpace:
-    """The system in complex128 (float64 for a real D): float32 Gramians of slow poles are
-    too ill-conditioned for reliable factors; the rebuilt layer casts back to its dtype."""
+    """The system in complex128 (float64 for a real D), on ``analysis_device``: float32
+    Gramians of slow poles are too ill-conditioned for reliable factors; the rebuilt layer
+    casts back to its dtype and device."""
+    device = analysis_device(system.poles.device)
     D = (
         None
         if system.D is None
-        else system.D.to(torch.complex128 if system.D.is_complex() else torch.float64)
+        else system.D.to(device, torch.complex128 if system.D.is_complex() else torch.float64)
     )
     return cc.DiagonalStateSpace(
-        *(t.to(torch.complex128) for t in (system.poles, system.B, system.C)), D
+        *(t.to(device, torch.complex128) for t in (system.poles, system.B, system.C)), D
     )
 
 

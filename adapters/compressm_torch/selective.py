@@ -45,6 +45,12 @@ class ReducibleSelectiveSSM(Protocol):
 _ADAPTERS: dict[type[nn.Module], Callable[[nn.Module], ReducibleSelectiveSSM]] = {}
 
 
+def analysis_device(device: torch.device) -> torch.device:
+    """Where the float64 analysis of a layer on ``device`` runs: there, except on MPS, which
+    has no float64 (then the CPU; the rebuilt layer is copied back to the MPS device)."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 def register_selective_adapter(
     module_type: type[nn.Module], adapter: Callable[[nn.Module], ReducibleSelectiveSSM]
 ) -> None:
@@ -107,7 +113,7 @@ def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
     inputs = layer_inputs(model, calibration)
     energies = {}
     for name, layer in selective_layers(model):
-        abar, bbar, C = (t.to(torch.float64) for t in layer.time_varying_system(inputs[name]))
+        abar, bbar, C = (t.to(analysis_device(t.device), torch.float64) for t in layer.time_varying_system(inputs[name]))
         p, q = ltv.time_varying_gramian_diagonals(
             abar.transpose(1, 2),  # (S, H, L, N)
             bbar.transpose(1, 2)[..., None],  # (S, H, L, N, 1)

@@ -315,3 +315,11 @@ def test_a_reducing_run_on_cuda(tmp_path):
     assert metrics["device"].startswith("cuda")
     assert metrics["final_state_dims"][0] < 16 and math.isfinite(metrics["test_accuracy"])
     assert load_model(tmp_path / "model.safetensors").config["state_dims"] == metrics["final_state_dims"]
+
+
+def test_float64_analysis_runs_where_float64_exists():
+    from compressm_torch.selective import analysis_device
+
+    assert analysis_device(torch.device("mps")) == torch.device("cpu")  # MPS has no float64
+    assert analysis_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert analysis_device(torch.device("cpu")) == torch.device("cpu")
