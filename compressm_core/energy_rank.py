@@ -1,13 +1,20 @@
 """The rank decision without the full HSV spectrum, for energy = sum of squared HSVs.
 
-The total energy is ``sum sigma_i^2 = trace(P Q)``, O(n^2) from the Gramians. The leading
-``sigma_i^2`` are the eigenvalues of the Hermitian-definite pencil ``(P Q P, P)`` (equivalently
-of ``Q P``); a few steps of subspace iteration ``W <- orth(Q P W)`` with a block of k << n
-columns and a Rayleigh-Ritz step give Ritz values ``theta_1 >= ... >= theta_k``. By Cauchy's
-interlacing theorem ``theta_i <= sigma_i^2``, so every partial sum of Ritz values is a lower
-bound of the true one: the rank found from them is never smaller than the true rank (it
-never keeps less energy than asked for), and equals it once the subspace has converged.
-Cost: O(n^2 k) matmuls per step instead of the O(n^3) factorisations and SVD.
+The squared HSVs are the eigenvalues of the Hermitian ``H = P^1/2 Q P^1/2`` (those of ``Q P``)
+and their total is ``trace(P Q)``, O(n^2) from the Gramians. A block Krylov space
+``W = [V, (QP) V, (QP)^2 V, ...]`` with a Rayleigh-Ritz step on the pencil
+``((PW)^H Q (PW), W^H P W)`` gives Ritz values ``theta_1 >= ... >= theta_k``; they are the
+eigenvalues of H compressed to the subspace ``P^1/2 W``. Two bounds follow for the partial sums
+``S_j = sigma_1^2 + ... + sigma_j^2``:
+
+- lower: ``theta_1 + ... + theta_j <= S_j`` (Cauchy interlacing / Ky Fan);
+- upper: ``S_j <= theta_1 + ... + theta_j + (trace(PQ) - theta_1 - ... - theta_k)`` (Ky Fan for
+  the sum of the compressed part and the positive semidefinite rest).
+
+The rank read from the lower bounds is never smaller than the true rank; when the upper bound
+of ``S_(r-1)`` stays below the threshold it is the true rank, certified. Each block costs two
+products with n x n matrices of a block of columns, O(n^2 b), instead of the O(n^3)
+factorisations and eigenvalue problem of the full spectrum.
 """
 
 from __future__ import annotations
@@ -18,20 +25,32 @@ from typing import Any
 
 from . import _array as _a
 from .balancing import _check_tau, hankel_singular_values, rank_for_energy
-from .gramians import gramians
+from .gramians import common_dtype_gramians
 from .systems import System
 
 Array = Any
+
+#: the Krylov space grows at most to this fraction of n before the full spectrum is cheaper
+MAX_FRACTION = 0.3
+#: the space needed to settle a rank is about this many times the rank
+SETTLING = 2.5
+#: the rank is settled when the last block moved S_(r-1) by less than 1/SETTLED of its distance
+#: to the threshold (and did not change the rank)
+SETTLED = 8.0
 
 
 @dataclass(frozen=True)
 class EnergyRank:
     """rank: (...) integers; leading_hsv: (..., k) lower bounds of the leading HSVs
-    (descending); total_energy: (...) ``sum sigma_i^2``."""
+    (descending); total_energy: (...) ``sum sigma_i^2``; certified: whether ``rank`` is proved
+    to equal the rank of the full spectrum (it is never smaller in any case); dimension: the
+    size of the subspace used (n when the full spectrum was computed)."""
 
     rank: Array
     leading_hsv: Array
     total_energy: Array
+    certified: bool
+    dimension: int
 
 
 def _start_block(n: int, k: int, dtype: Any, like: Array, xp: Any) -> Array:
@@ -43,27 +62,44 @@ def _start_block(n: int, k: int, dtype: Any, like: Array, xp: Any) -> Array:
     return xp.astype(block, dtype)
 
 
-def _ritz_values(P: Array, Q: Array, W: Array, xp: Any) -> Array:
-    """Eigenvalues (descending) of the projected pencil ((PW)^H Q (PW), W^H P W)."""
-    PW = P @ W
-    projected_Q = _a.mH(PW, xp) @ Q @ PW
-    projected_P = _a.mH(W, xp) @ PW
-    L = xp.linalg.cholesky((projected_P + _a.mH(projected_P, xp)) / 2)
+def _ritz_values(H: Array, G: Array, xp: Any) -> Array:
+    """Eigenvalues (descending, clipped at 0) of the Hermitian-definite pencil (H, G)."""
+    L = xp.linalg.cholesky((G + _a.mH(G, xp)) / 2)
     Linv = xp.linalg.inv(L)
-    H = Linv @ projected_Q @ _a.mH(Linv, xp)
-    values = xp.linalg.eigvalsh((H + _a.mH(H, xp)) / 2)
+    K = Linv @ H @ _a.mH(Linv, xp)
+    values = xp.linalg.eigvalsh((K + _a.mH(K, xp)) / 2)
     return xp.flip(xp.clip(values, min=0.0), axis=-1)
 
 
-def hankel_rank(sys: System, tau: float, *, block: int = 32, iterations: int = 3) -> EnergyRank:
+def _orthonormal_complement(Y: Array, W: Array | None, xp: Any) -> Array:
+    """An orthonormal basis of Y with the span of the orthonormal W removed (twice, for rounding)."""
+    if W is not None:
+        for _ in range(2):
+            Y = Y - W @ (_a.mH(W, xp) @ Y)
+    return xp.linalg.qr(Y)[0]
+
+
+def _grow(M: Array, side: Array, corner: Array, xp: Any) -> Array:
+    """[[M, side], [side^H, corner]]."""
+    top = xp.concat([M, side], axis=-1)
+    bottom = xp.concat([_a.mH(side, xp), corner], axis=-1)
+    return xp.concat([top, bottom], axis=-2)
+
+
+def _ranks(partial: Array, threshold: Array, xp: Any) -> Array:
+    """Smallest j (1-based) with partial[..., j-1] >= threshold, k + 1 where there is none."""
+    short = xp.astype(partial < threshold[..., None], xp.int64)
+    return xp.sum(short, axis=-1) + 1
+
+
+def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     """Smallest r whose leading HSVs keep ``1 - tau`` of ``sum sigma_i^2``, without the full spectrum.
 
     The same decision as ``rank_for_energy(hankel_singular_values(sys), tau, energy="squared")``
-    but from O(n^2 k) work: subspace iteration with ``block`` columns (doubled until the
-    rank fits with room to spare; the converged columns are kept), ``iterations`` steps per
-    block. The returned rank is certified not to be too small (see the module docstring).
-    Falls back to the full spectrum when the block would exceed n / 4, where the full
-    spectrum is cheaper.
+    from a block Krylov space grown by ``block`` columns at a time (see the module docstring):
+    it stops as soon as the rank is certified equal to the full spectrum's, and falls back to
+    the full spectrum when the space would exceed 30% of n (where that is cheaper) or the
+    projected problem becomes singular. Eager only (the stopping rule reads values).
 
     Examples
     --------
@@ -74,27 +110,51 @@ def hankel_rank(sys: System, tau: float, *, block: int = 32, iterations: int = 3
     1
     """
     _check_tau(tau)
+    block = _a.check_integer("block", block, 1, 1 << 20)
     xp = sys.xp
     n = sys.n
-    P, Q = gramians(sys)
+    P, Q = common_dtype_gramians(sys)
     total = xp.sum(P * xp.matrix_transpose(Q), axis=(-2, -1))
     total = xp.real(total) if _a.is_complex(total, xp) else total
-    k = min(max(1, block), n)
-    W = _start_block(n, k, P.dtype, P, xp)
-    while 4 * k <= n:
-        for _ in range(iterations):
-            W, _ = xp.linalg.qr(Q @ (P @ W))
+    threshold = (1 - tau) * total
+    b = min(block, n)
+    limit = int(MAX_FRACTION * n)
+    W = G = H = PW = previous = None
+    Y = xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b))
+    while W is None or W.shape[-1] + b <= limit:
+        Y = _orthonormal_complement(Y, W, xp)
+        PY = P @ Y
+        QPY = Q @ PY
+        if W is None:
+            W, PW, QPW = Y, PY, QPY
+            G, H = _a.mH(Y, xp) @ PY, _a.mH(PY, xp) @ QPY
+        else:
+            G = _grow(G, _a.mH(W, xp) @ PY, _a.mH(Y, xp) @ PY, xp)
+            H = _grow(H, _a.mH(PW, xp) @ QPY, _a.mH(PY, xp) @ QPY, xp)
+            W, PW, QPW = (xp.concat([X, Z], axis=-1) for X, Z in ((W, Y), (PW, PY), (QPW, QPY)))
         try:
-            ritz = _ritz_values(P, Q, W, xp)
+            ritz = _ritz_values(H, G, xp)
         except (ValueError, RuntimeError):  # singular projected P (rank-deficient Gramian)
             break
-        kept = xp.cumulative_sum(ritz, axis=-1)
-        reached = kept >= (1 - tau) * total[..., None]
-        rank = xp.sum(xp.astype(xp.logical_not(reached), xp.int64), axis=-1) + 1
-        if bool(xp.all(rank < k)):
-            return EnergyRank(rank, xp.sqrt(ritz), total)
-        extra = _start_block(n, 2 * k, P.dtype, P, xp)[:, k:]
-        W = xp.concat([W, xp.broadcast_to(extra, (*W.shape[:-1], k))], axis=-1)
-        k *= 2
+        if not bool(xp.all(xp.isfinite(ritz))):  # JAX: NaN instead of an error
+            break
+        lower = xp.cumulative_sum(ritz, axis=-1)
+        rank = _ranks(lower, threshold, xp)
+        k = lower.shape[-1]
+        below = xp.concat([xp.zeros_like(lower[..., :1]), lower], axis=-1)  # S_0 = 0, S_1, ...
+        before = xp.take_along_axis(below, xp.clip(rank - 1, max=k)[..., None], axis=-1)[..., 0]
+        uncaptured = xp.clip(total - lower[..., -1], min=0.0)
+        room = bool(xp.all(rank + b <= k))
+        if room and bool(xp.all(before + uncaptured < threshold)):
+            return EnergyRank(rank, xp.sqrt(ritz), total, certified=True, dimension=k)
+        if room and previous is not None and bool(xp.all(rank == previous[0])):
+            growth = before - previous[1]  # how much the block moved the partial sum S_(r-1)
+            if bool(xp.all(SETTLED * growth < threshold - before)):
+                return EnergyRank(rank, xp.sqrt(ritz), total, certified=False, dimension=k)
+        previous = (rank, before)
+        if bool(xp.any(rank > int(limit / SETTLING))):  # (rank = k + 1 where not reached yet)
+            break  # it would not settle within the limit: the full spectrum is cheaper
+        Y = QPY  # the next Krylov block
     hsv = hankel_singular_values(sys)
-    return EnergyRank(rank_for_energy(hsv, tau, energy="squared"), hsv, total)
+    rank = rank_for_energy(hsv, tau, energy="squared")
+    return EnergyRank(rank, hsv, total, certified=True, dimension=n)
