@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 #: Strong colours that stay apart (Okabe-Ito without its yellow, then tab10's darker ones),
 #: one per run, arm or layer, in order; markers and line styles tell apart what overlaps.
@@ -25,14 +25,17 @@ def plot_hsv_spectra(metrics: dict[str, Any], path: Path) -> Path:
     history = metrics["hsv_history"]
     layers = list(history[0]["hsv"])
     fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False)
-    colours = plt.cm.viridis([i / max(1, len(history) - 1) for i in range(len(history))])
+    colours = plt.cm.viridis([0.85 * i / max(1, len(history) - 1) for i in range(len(history))])  # no pale yellow
     for ax, layer in zip(axes[0], layers, strict=True):
         for snapshot, colour in zip(history, colours, strict=True):
             if layer in snapshot["hsv"]:
                 values = [max(v, 1e-16) for v in snapshot["hsv"][layer]]
-                ax.semilogy(range(1, len(values) + 1), values, color=colour, label=f"step {snapshot['step']}")
+                ax.semilogy(range(1, len(values) + 1), values, color=colour, linewidth=1.6, label=f"step {snapshot['step']}")
         ax.set(title=layer, xlabel="index", ylabel="Hankel singular value")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _plain_log_ticks(ax)
     axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"HSV spectra: {run_label(metrics)}", fontsize=9)
     return _save(fig, path)
 
 
@@ -50,6 +53,7 @@ def plot_state_dims(metrics: dict[str, Any], path: Path) -> Path:
         ax.axvline(step, color="tab:red", linestyle=":", linewidth=1.0)
     ax.set(xlabel="step", ylabel="state dimension", title=f"state dimension: {run_label(metrics)}")
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, title="layer" + ("; red dotted: rollback" if metrics.get("rollbacks") else ""), title_fontsize=7)
     return _save(fig, path)
 
@@ -81,8 +85,9 @@ def plot_metric_over_time(runs: dict[str, dict[str, Any] | list[dict[str, Any]]]
         ax.grid(alpha=0.3)
     single = _single_run(runs)
     if single is not None:  # its name in the title, its reductions dotted
-        fig.suptitle(f"{next(iter(runs))}; dotted: reductions", fontsize=10)
-        for step in sorted({r["step"] for r in single.get("reductions", [])}):
+        reductions = sorted({r["step"] for r in single.get("reductions", [])})
+        fig.suptitle(next(iter(runs)) + ("; dotted: reductions" if reductions else ""), fontsize=10)
+        for step in reductions:
             axes[0].axvline(step, color="0.5", linestyle=":", linewidth=1.0)
     _legend(axes[1], inside=single is not None)
     return _save(fig, path)
@@ -106,15 +111,14 @@ def plot_train_loss(runs: dict[str, dict[str, Any] | list[dict[str, Any]]], path
                         linewidth=1.8 if len(seeds) == 1 else 1.0, label=label if j == 0 else None)
     single = _single_run(runs)
     if single is not None:
-        for step in sorted({r["step"] for r in single.get("reductions", [])}):
+        reductions = sorted({r["step"] for r in single.get("reductions", [])})
+        for step in reductions:
             ax.axvline(step, color="0.5", linestyle=":", linewidth=1.0)
-        title = f"training loss: {next(iter(runs))}; dotted: reductions"
+        title = f"training loss: {next(iter(runs))}" + ("; dotted: reductions" if reductions else "")
     else:
         title = "training loss (one line per seed)"
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    _plain_log_ticks(ax)
     ax.set(xlabel="step", ylabel="training loss", title=title)
     ax.grid(alpha=0.3, which="both")
     _legend(ax, inside=single is not None)
@@ -146,20 +150,30 @@ def layer_names(metrics: dict[str, Any]) -> list[str]:
 
 
 def run_label(metrics: dict[str, Any]) -> str:
-    """A run's name for legends and titles: model, task, tolerance (or full), seed."""
+    """A run's name for legends and titles: model and its initial state dims, task,
+    tolerance (or fixed fraction, or not compressed), seed."""
     config = metrics.get("config")
     if not config:
         return "run"
     if config.get("tau") is not None:
         compression = f"tau {config['tau']:g}"
     else:
-        compression = f"fixed {config['fraction']:g}" if config.get("mode") == "fixed" else "full"
-    return f"{config['model']} on {config['task']}, {compression}, seed {config['seed']}"
+        compression = f"fixed {config['fraction']:g}" if config.get("mode") == "fixed" else "not compressed"
+    dims = "/".join(str(d) for d in metrics.get("initial_state_dims", []))
+    return f"{config['model']} (state {dims}) on {config['task']}, {compression}, seed {config['seed']}"
 
 
 def _single_run(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
     """The metrics of the only run in ``runs``, or None when there are several."""
     return runs[next(iter(runs))][0] if len(runs) == 1 and len(next(iter(runs.values()))) == 1 else None
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """Plain numbers (2, 0.5) on a log y axis rather than 2 x 10^0; minor ticks labelled only
+    where the axis spans little more than a decade."""
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.5)))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _legend(ax: Any, *, inside: bool) -> None:

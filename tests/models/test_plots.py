@@ -86,8 +86,8 @@ def test_every_seed_is_drawn_and_every_arm_has_a_strong_colour_of_its_own(figure
 def test_a_single_run_legend_names_the_run(figures, tmp_path):
     plots.plot_run(metrics(seed=3, tau=0.05), tmp_path)
     val_figure = figures[2]
-    assert legend_texts(val_figure.axes[1]) == ["lru on digits, tau 0.05, seed 3"]
-    assert plots.run_label(metrics(tau=None)) == "lru on digits, full, seed 0"
+    assert legend_texts(val_figure.axes[1]) == ["lru (state 8/8) on digits, tau 0.05, seed 3"]
+    assert plots.run_label(metrics(tau=None)) == "lru (state 8/8) on digits, not compressed, seed 0"
     assert plots.run_label({"evaluations": []}) == "run"
 
 
