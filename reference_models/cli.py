@@ -24,9 +24,9 @@ from .train.presets import PRESETS
 from .train.run_state import RunInterrupted, resumed_config
 
 #: The demo: ``compare`` on MNIST-1D with settings that finish in about 5 minutes on 2 CPU cores.
-#: Checks start at step 100, once the model is above chance: before that the validation
-#: accuracy is noise, and a "drop" would trip the safety net. MNIST-1D's validation split
-#: has 400 sequences (about 2.5 points of binomial noise), hence a 0.05 rollback tolerance.
+#: Checks start at step 100, once the model is above chance: cuts made at chance level choose
+#: states on noise. MNIST-1D's validation split has 400 sequences (about 2.5 points of
+#: binomial noise), hence a 0.05 rollback tolerance should the safety net be switched on.
 #: Squared-HSV energy separates states far better than the sum at this early stage.
 DEMO = TrainConfig(
     task="mnist1d",
