@@ -274,7 +274,9 @@ def compress(
         keep = selected_states(name, values, rank, selection=selection, rng=rng)
         kept[name] = views[name].kept_entries(keep)
         set_submodule(new_model, name, views[name].with_states(keep))
-        records.append(LayerReduction(name, views[name].state_dim, rank, energy_spectrum(values), None))
+        records.append(
+            LayerReduction(name, views[name].state_dim, rank, energy_spectrum(values), None, tuple(keep))
+        )
     record_state_sizes(new_model)
     new_optimizer = None if optimizer is None else slice_optimizer(optimizer, model, new_model, kept)
     sizes = {name: int(mixer.ssm_state_size) for name, mixer in mamba_mixers(new_model)}

@@ -140,6 +140,7 @@ def test_removing_a_state_with_zero_B_or_C_changes_nothing(kind, matrix):
     assert ct.state_energies(model, ids)[name][5] == 0
     result = chf.compress(model, calibration=ids, ranks={name: 7})
     assert result.state_sizes == {name: 7, chf.mamba_mixers(model)[1][0]: 8}
+    assert sorted(result.reductions[0].kept) == [0, 1, 2, 3, 4, 6, 7]
     with torch.no_grad():
         torch.testing.assert_close(result.model(ids).logits, model(ids).logits, rtol=1e-5, atol=1e-6)
 
