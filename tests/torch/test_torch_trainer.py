@@ -74,7 +74,7 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path, tiny_run):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--tau", "1.5"], "`tau` must lie in (0, 1)"),
+        (["train", "--tau", "1.5"], "`tau` (--tau) must lie in (0, 1)"),
         (["train", "--steps", "0"], "`steps` must be a positive integer"),
         (["train", "--task", "smnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
     ],
