@@ -2,6 +2,8 @@
 weights (whose energies tests/torch/test_selective_compress.py checks against loops over the
 Gramian recursions): energies, kept indices, the Optax state, the Compressor, the trainer."""
 
+from dataclasses import replace
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -94,11 +96,11 @@ def test_compressor_reduces_and_rolls_back():
     new_model, _, compressor = cj.Compressor(schedule, optimizer, calibration=x).step(10, model, state, lambda m: 1.0)
     dims = [layer.state_dim for _, layer in cj.selective_layers(new_model)]
     assert dims == [r.new_dim for r in compressor.events[0].reductions] and max(dims) < 8
-    metrics = iter([1.0, 0.5])
-    same, same_state, undone = cj.Compressor(schedule, optimizer, calibration=x).step(
-        10, model, state, lambda m: next(metrics)
-    )
-    assert same is model and same_state is state and undone.events[0].rolled_back
+    metrics = iter([1.0, 0.9, 0.5])  # before, just after the cut, after recovery: beyond the tolerance
+    undone = cj.Compressor(replace(schedule, safety_net=True), optimizer, calibration=x)
+    reduced, reduced_state, undone = undone.step(10, model, state, lambda m: next(metrics))
+    same, same_state, undone = undone.step(20, reduced, reduced_state, lambda m: next(metrics))
+    assert same is model and same_state is state and undone.events[-1].rolled_back
 
 
 def test_selective_layers_need_calibration_sequences():
