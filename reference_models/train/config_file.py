@@ -16,6 +16,7 @@ from typing import Any
 import tomli_w
 
 from .config import TrainConfig
+from .outputs import write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +40,7 @@ def write_config(config: TrainConfig, path: Path, *, command: str = "train", opt
             table[name] = list(value) if isinstance(value, tuple) else value
     table |= {name: list(value) if isinstance(value, tuple) else value for name, value in (options or {}).items()}
     header = f"# compressm run configuration; rerun with: compressm {command} --config config.toml\n"
-    path.write_text(header + tomli_w.dumps(table))
+    write_text(path, header + tomli_w.dumps(table))
     return path
 
 

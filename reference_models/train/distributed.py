@@ -103,6 +103,15 @@ class DataParallel:
             return compressor
         return DistributedCompressor.wrapping(compressor)
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is True on any rank (the same answer on every rank), e.g. a stop
+        signal that reached the ranks at different steps."""
+        if self.world_size == 1:
+            return flag
+        total = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(total)
+        return bool(total.item() > 0)
+
     def evaluate(
         self, evaluate: Evaluate, model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str
     ) -> float:

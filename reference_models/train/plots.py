@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
+from .outputs import atomic_path
+
 #: Strong colours that stay apart (Okabe-Ito without its yellow, then tab10's darker ones),
 #: one per run, arm or layer, in order; markers and line styles tell apart what overlaps.
 _COLOURS = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
@@ -190,7 +192,8 @@ def _colour(index: int) -> str:
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     plt.close(fig)
     return path
 

@@ -31,6 +31,8 @@ import compressm_core as cc
 from compressm_core.layers import analysed_system, planned_ranks
 from compressm_core.schedule import ReductionSchedule
 
+from .outputs import atomic_path
+
 NORMS = {"frobenius": "fro", "spectral": 2}
 _CHUNK = 16  # snapshots whose differences are formed at once
 _PAIR_COLOURS = [("tab:blue", "tab:orange"), ("tab:purple", "tab:red"), ("tab:cyan", "tab:brown")]
@@ -281,6 +283,7 @@ def plot_rank_stability(report: dict[str, Any], path: Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -185,10 +185,11 @@ def train(
                     dims = [layer.state_dim for _, layer in ct.compressible_layers(model)]
                     if files.evaluation(step + 1, time.perf_counter() - start, lr * config.lr, validate(model), dims, partial(save_model, model)):
                         best = copy.deepcopy(model)
-                if files.folder is not None and (files.checkpoint_due(step + 1) or signals.received):
+                stop = parallel.any(signals.received is not None)  # every rank stops at the same step
+                if files.folder is not None and (files.checkpoint_due(step + 1) or stop):
                     save_checkpoint(step + 1)
-                if signals.received:
-                    raise RunInterrupted(step + 1, signals.received, files.folder)
+                if stop:
+                    raise RunInterrupted(step + 1, signals.received or "SIGTERM", files.folder)
                 show_step(bar, loss.item(), metric, record.current_dims)
     finally:
         bar.close()

@@ -323,3 +323,13 @@ def test_float64_analysis_runs_where_float64_exists():
     assert analysis_device(torch.device("mps")) == torch.device("cpu")  # MPS has no float64
     assert analysis_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
     assert analysis_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_cli_a_folder_that_cannot_be_read_is_one_line(tmp_path, capsys, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/data/smnist")
+
+    monkeypatch.setattr(torch_trainer, "load_task", unreadable)
+    assert main(["train", "--task", "digits", "--steps", "5", "--no-compress", "--quiet", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == "compressm: error: /data/smnist: Permission denied"
+    assert not (tmp_path / "run").exists()
