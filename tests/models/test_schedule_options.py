@@ -63,3 +63,23 @@ def test_the_schedule_flags_reach_the_schedule(tmp_path, monkeypatch):
 def test_no_compress_turns_off_every_mode():
     args = cli._parser(TrainConfig(), {}, "train").parse_args(["train", "--mode", "fixed", "--no-compress"])
     assert not cli._config(args, TrainConfig()).compresses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"safety_net": True, "rollback_tolerance": 0.0, "after_rollback": "skip", "optimizer_state": "slice"},
+        {"timing": "certified", "certify_over": 1, "chance_margin": 0.0, "budget": "run", "tau": 0.3},
+    ],
+)
+def test_the_torch_trainer_runs_the_new_schedules(options):
+    from reference_models.train.torch_trainer import train
+
+    config = TrainConfig(
+        task="digits", steps=40, batch_size=32, d_model=8, state_dim=16, n_layers=1, reduce_every=5,
+        reduce_until=0.5, eval_every=20, max_train=200, **{"tau": 0.2, **options},
+    )
+    model, record = train(config, progress=False)
+    dims = [layer.ssm.state_dim for layer in model.blocks]
+    assert record.metrics()["final_state_dims"] == dims
