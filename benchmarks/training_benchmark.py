@@ -10,7 +10,7 @@
    same dims, timed alternately on the same batches (target: at most 1.10x).
 
     python benchmarks/training_benchmark.py --seeds 0 1 2 --output runs/bench
-    python benchmarks/training_benchmark.py --backend jax --arms compressm --seeds 0   # overhead only
+    python benchmarks/training_benchmark.py --backend jax --seeds 0 --compressm-only   # 2. and 3. only
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from reference_models.cli import DEMO
 from reference_models.train.config import ARMS, DEFAULT_ARMS
-from reference_models.train.run import compare
+from reference_models.train.run import compare, run_and_save
 
 
 def _torch_step_seconds(model, x, y, repeats: int) -> list[float]:
@@ -117,9 +117,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=DEMO.steps)
     parser.add_argument("--output", type=Path, default=Path("runs/training_benchmark"))
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--compressm-only", action="store_true", help="train only the CompreSSM arm (no comparison table)"
+    )
     args = parser.parse_args(argv)
     config = DEMO.replace(backend=args.backend, steps=args.steps)
-    print(compare(config, args.output, seeds=tuple(args.seeds), progress=False).table)
+    if args.compressm_only:
+        for seed in args.seeds:
+            run_and_save(config.replace(seed=seed), args.output / f"compressm_seed{seed}", progress=False)
+    else:
+        print(compare(config, args.output, seeds=tuple(args.seeds), arms=args.arms, progress=False).table)
     runs = [
         json.loads((args.output / f"compressm_seed{s}" / "metrics.json").read_text())
         for s in args.seeds

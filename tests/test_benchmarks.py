@@ -10,6 +10,8 @@ import importlib.util
 import io
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,12 +28,14 @@ def has_module(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def hsv_bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # the shared benchmarks/_timing.py, as when run as a script
     spec = importlib.util.spec_from_file_location("hsv_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
+    sys.path.remove(str(SCRIPT.parent))
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +52,9 @@ def expected_keys() -> set[str]:
     """Rows that must run and give numbers in a --quick --skip-slicot run on this machine."""
     keys = {"ours-numpy", "authors", "scipy", "sqrt-ref"}
     if has_module("torch"):
-        keys.add("ours-torch")
+        keys |= {"ours-torch", "authors-torch"}
     if has_module("jax"):
-        keys.add("ours-jax")
+        keys |= {"ours-jax", "ours-jax-jit", "authors-jax"}
     return keys
 
 
@@ -66,6 +70,8 @@ def test_quick_run_has_every_method_row_with_finite_numbers(hsv_bench, quick_run
             assert math.isfinite(row.time_s) and row.time_s > 0, row
             assert math.isfinite(row.rel_error), row
             assert math.isfinite(row.speedup_vs_a), row
+            if row.key.startswith("ours-"):
+                assert math.isfinite(row.speedup_vs_a_same_backend), row
             assert row.rel_error < 1e-6, row  # loose: a smoke test, not the accuracy study
 
 
@@ -104,7 +110,7 @@ def test_quick_run_prints_a_markdown_table(quick_run):
     for row, line in zip(rows, results[2:], strict=True):
         assert line.startswith(f"| {row.config} | {row.method} |")
     assert breakdown[0].startswith("| config | path | stage | time (s) |")
-    assert sum("svdvals" in line for line in breakdown) == len({row.config for row in rows})
+    assert sum("eigvalsh" in line for line in breakdown) == len({row.config for row in rows})
 
 
 def test_quick_run_writes_json(quick_run):
@@ -115,5 +121,82 @@ def test_quick_run_writes_json(quick_run):
     assert "numpy" in payload["machine"]["versions"]
 
 
+def test_device_cuda_without_a_gpu_falls_back_with_one_line(hsv_bench, capsys):
+    import _timing
+
+    if _timing.torch_cuda_available() or _timing.jax_gpu_available():
+        pytest.skip("a GPU is present")
+    args = hsv_bench.parse_args(["--quick", "--skip-slicot", "--device", "cuda", "--no-batch"])
+    args.sizes = [8]
+    rows, _, notes = hsv_bench.run(args)
+    assert "--device cuda: no GPU" in capsys.readouterr().err
+    assert any("no GPU" in note for note in notes)
+    assert {"ours-numpy", "authors"} <= {row.key for row in rows if row.time_s is not None}
+
+
 def test_core_is_the_one_benchmarked(hsv_bench):
     assert hsv_bench.cc is cc
+
+
+# --- benchmarks/gpu.sh and the training-step benchmark it runs ------------------------------
+
+BENCHMARKS = SCRIPT.parent
+NO_GPU_LINE = "gpu.sh: no GPU is visible to torch or JAX here"
+
+
+def nvidia_driver_present() -> bool:
+    """What gpu.sh checks first: without an NVIDIA driver no CUDA GPU is visible."""
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
+
+
+def run_gpu_script(*arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), *arguments],
+        capture_output=True, text=True, env=env, timeout=1800, check=False,
+    )
+
+
+@pytest.mark.skipif(nvidia_driver_present(), reason="a GPU may be visible here")
+def test_gpu_script_without_a_gpu_says_so_in_one_line_and_measures_nothing(tmp_path):
+    done = run_gpu_script(str(tmp_path / "out"))
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [f"{NO_GPU_LINE}; nothing measured (exit 3)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_script_refuses_an_unknown_option():
+    done = run_gpu_script("--fast")
+    assert done.returncode == 2 and "--fast" in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_script_quick_writes_the_three_tables(tmp_path):
+    done = run_gpu_script("--quick", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    if not nvidia_driver_present():
+        assert done.stdout.splitlines()[0].startswith(f"{NO_GPU_LINE}; running the --quick benchmarks on the CPU")
+    for name in ("hsv", "rank", "step"):
+        text = (tmp_path / f"{name}.md").read_text()
+        assert text.startswith(f"## {name} (") and "load before:" in text and "load after:" in text
+    step_rows = [line for line in (tmp_path / "step.md").read_text().splitlines() if line.startswith("| 16 |")]
+    assert len(step_rows) == 1
+
+
+@pytest.mark.slow
+def test_training_step_benchmark_quick_gives_finite_times_for_both_backends(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _timing from their folder
+    try:
+        spec = importlib.util.spec_from_file_location("backend_benchmark", BENCHMARKS / "backend_benchmark.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            rows = module.main(["--quick", "--json", str(tmp_path / "step.json")])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert [row["state_dim"] for row in rows] == module.QUICK["state_dims"]
+    assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows for key in ("torch_s", "jax_s"))
+    assert json.loads((tmp_path / "step.json").read_text())["rows"] == rows
+    assert "| state dim | PyTorch step (ms, cpu) | JAX step (ms, cpu) |" in printed.getvalue()
