@@ -37,18 +37,16 @@ import contextlib
 import inspect
 import json
 import math
-import os
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import _timing
 import numpy as np
 import scipy
 import scipy.linalg
+from _timing import cell, fmt, has_module, measure
 
 import compressm_core as cc
 
@@ -193,7 +191,7 @@ def sqrt_reference_kernel(poles: np.ndarray, B: np.ndarray, C: np.ndarray) -> np
     return scipy.linalg.svdvals(psd_factor(Q).conj().T @ psd_factor(P))
 
 
-# --- ours on each array library ------------------------------------------------------------
+# --- ours and (a) on each array library ------------------------------------------------------
 
 
 def ours_numpy(system: LRUSystem) -> Callable[[], Any]:
@@ -202,7 +200,29 @@ def ours_numpy(system: LRUSystem) -> Callable[[], Any]:
     )
 
 
-def ours_torch(device: str) -> Callable[[LRUSystem], Callable[[], Any]]:
+def ours(poles: Any, B: Any, C: Any) -> Any:
+    return cc.hankel_singular_values(cc.DiagonalStateSpace(poles, B, C))
+
+
+def authors_torch(poles: Any, B: Any, C: Any) -> Any:
+    """(a) in torch: closed-form Gramians, then sqrt|eigvals(P Q)| sorted descending."""
+    import torch
+
+    P = (B @ B.mH) / (1 - poles[..., :, None] * poles.conj()[..., None, :])
+    Q = (C.mH @ C) / (1 - poles.conj()[..., :, None] * poles[..., None, :])
+    return torch.sort(torch.linalg.eigvals(P @ Q).abs().sqrt(), dim=-1, descending=True).values
+
+
+def authors_jax(poles: Any, B: Any, C: Any) -> Any:
+    """(a) in JAX: closed-form Gramians, then sqrt|eigvals(P Q)| sorted descending."""
+    import jax.numpy as jnp
+
+    P = (B @ jnp.conj(jnp.swapaxes(B, -1, -2))) / (1 - poles[..., :, None] * jnp.conj(poles)[..., None, :])
+    Q = (jnp.conj(jnp.swapaxes(C, -1, -2)) @ C) / (1 - jnp.conj(poles)[..., :, None] * poles[..., None, :])
+    return jnp.flip(jnp.sort(jnp.sqrt(jnp.abs(jnp.linalg.eigvals(P @ Q))), axis=-1), axis=-1)
+
+
+def on_torch(device: str, hsv: Callable[..., Any]) -> Callable[[LRUSystem], Callable[[], Any]]:
     def prepare(system: LRUSystem) -> Callable[[], Any]:
         import torch
 
@@ -211,26 +231,24 @@ def ours_torch(device: str) -> Callable[[LRUSystem], Callable[[], Any]]:
         )
 
         def run() -> Any:
-            hsv = cc.hankel_singular_values(cc.DiagonalStateSpace(poles, B, C))
+            values = hsv(poles, B, C)
             if device != "cpu":
                 torch.cuda.synchronize()
-            return hsv
+            return values
 
         return run
 
     return prepare
 
 
-def ours_jax(device_kind: str, jit: bool = False) -> Callable[[LRUSystem], Callable[[], Any]]:
+def on_jax(
+    device_kind: str, hsv: Callable[..., Any], jit: bool = False
+) -> Callable[[LRUSystem], Callable[[], Any]]:
     def prepare(system: LRUSystem) -> Callable[[], Any]:
         import jax
 
         device = jax.devices(device_kind)[0]
         poles, B, C = (jax.device_put(x, device) for x in (system.poles, system.B, system.C))
-
-        def hsv(poles: Any, B: Any, C: Any) -> Any:
-            return cc.hankel_singular_values(cc.DiagonalStateSpace(poles, B, C))
-
         compute = jax.jit(hsv) if jit else hsv
         return lambda: compute(poles, B, C).block_until_ready()
 
@@ -242,36 +260,6 @@ def jax_x64() -> contextlib.AbstractContextManager:
     import jax
 
     return jax.enable_x64(True)
-
-
-# --- availability ------------------------------------------------------------------------
-
-
-def has_module(name: str) -> bool:
-    try:
-        __import__(name)
-    except ImportError:
-        return False
-    return True
-
-
-def torch_cuda_available() -> bool:
-    if not has_module("torch"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def jax_gpu_available() -> bool:
-    if not has_module("jax"):
-        return False
-    import jax
-
-    try:
-        return len(jax.devices("gpu")) > 0
-    except RuntimeError:
-        return False
 
 
 # --- methods -----------------------------------------------------------------------------
@@ -299,8 +287,11 @@ def kernel_method(kernel: Callable[..., np.ndarray]) -> Callable[[LRUSystem], Ca
     return lambda system: lambda: per_layer(kernel, system)
 
 
-def build_methods(skip_slicot: bool, slicot_max_n: int) -> tuple[list[Method], list[str]]:
-    """The methods to run here, and notes on the ones that cannot run."""
+def build_methods(
+    skip_slicot: bool, slicot_max_n: int, device: str = "cpu"
+) -> tuple[list[Method], list[str]]:
+    """The methods to run here, and notes on the ones that cannot run. ``device="cuda"``
+    runs the torch and JAX rows (ours and (a)) on the GPU; NumPy and the peers stay on the CPU."""
     methods = [
         Method("ours-numpy", "ours (NumPy)", ours_numpy),
         Method(
@@ -310,23 +301,36 @@ def build_methods(skip_slicot: bool, slicot_max_n: int) -> tuple[list[Method], l
         ),
     ]
     notes = []
+    torch_device, torch_name = ("cuda", "torch CUDA") if device == "cuda" else ("cpu", "torch CPU")
+    jax_device, jax_name = ("gpu", "JAX GPU") if device == "cuda" else ("cpu", "JAX CPU")
+    suffix = "-cuda" if device == "cuda" else ""
     if has_module("torch"):
-        methods.append(Method("ours-torch", "ours (torch CPU)", ours_torch("cpu")))
+        methods += [
+            Method(f"ours-torch{suffix}", f"ours ({torch_name})", on_torch(torch_device, ours)),
+            Method(
+                f"authors-torch{suffix}", f"(a) authors ({torch_name})", on_torch(torch_device, authors_torch)
+            ),
+        ]
     else:
         notes.append("torch is not installed: no torch rows.")
     if has_module("jax"):
-        methods.append(Method("ours-jax", "ours (JAX CPU)", ours_jax("cpu"), context=jax_x64))
-        methods.append(
+        methods += [
+            Method(f"ours-jax{suffix}", f"ours ({jax_name})", on_jax(jax_device, ours), context=jax_x64),
             Method(
-                "ours-jax-jit",
-                "ours (JAX CPU, jax.jit)",
-                ours_jax("cpu", jit=True),
+                f"ours-jax-jit{suffix}",
+                f"ours ({jax_name}, jax.jit)",
+                on_jax(jax_device, ours, jit=True),
                 context=jax_x64,
-            )
-        )
+            ),
+            Method(
+                f"authors-jax{suffix}",
+                f"(a) authors ({jax_name}, jax.jit)",
+                on_jax(jax_device, authors_jax, jit=True),
+                context=jax_x64,
+            ),
+        ]
     else:
         notes.append("jax is not installed: no JAX rows.")
-    methods.extend(gpu_methods(notes))
     if skip_slicot:
         notes.append("(b) SLICOT skipped (--skip-slicot).")
     elif not has_module("control"):
@@ -362,20 +366,6 @@ def build_methods(skip_slicot: bool, slicot_max_n: int) -> tuple[list[Method], l
     return methods, notes
 
 
-def gpu_methods(notes: list[str]) -> list[Method]:
-    """ours on GPU arrays when torch or JAX sees a GPU (no rows, and a note, otherwise)."""
-    methods = []
-    if torch_cuda_available():
-        methods.append(Method("ours-torch-cuda", "ours (torch CUDA)", ours_torch("cuda")))
-    else:
-        notes.append("GPU: torch.cuda.is_available() is False: no torch GPU row.")
-    if jax_gpu_available():
-        methods.append(Method("ours-jax-gpu", "ours (JAX GPU)", ours_jax("gpu"), context=jax_x64))
-    else:
-        notes.append("GPU: JAX has no GPU device: no JAX GPU row.")
-    return methods
-
-
 # --- timing ------------------------------------------------------------------------------
 
 
@@ -388,30 +378,12 @@ class Row:
     repeats: int = 0
     min_time_s: float | None = None
     speedup_vs_a: float | None = None
+    speedup_vs_a_same_backend: float | None = None
     speedup_vs_b: float | None = None
     rel_error: float | None = None
     reference: str = ""
     note: str = ""
     spectrum: np.ndarray | None = field(default=None, repr=False)
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-    return np.asarray(x, dtype=float)
-
-
-def measure(call: Callable[[], Any], repeats: int, warmup: bool) -> tuple[float, float, Any]:
-    """Median and minimum wall time of ``repeats`` calls (after one untimed call when
-    ``warmup``), and the last result."""
-    if warmup:
-        call()
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), out
 
 
 def run_method(method: Method, config: Config, system: LRUSystem, repeats: int) -> Row:
@@ -422,7 +394,7 @@ def run_method(method: Method, config: Config, system: LRUSystem, repeats: int) 
         with method.context():
             call = method.prepare(system)
             row.time_s, row.min_time_s, out = measure(call, row.repeats, warmup=not method.slow)
-            row.spectrum = to_numpy(out)
+            row.spectrum = _timing.to_numpy(out).astype(float)
     except Exception as error:  # a failing method is a finding, not a crash of the benchmark
         row.time_s, row.repeats = None, 0
         row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
@@ -446,11 +418,11 @@ def unpack_rank_result(result: Any) -> tuple[np.ndarray, int]:
         hsv = getattr(result, "hsv", None)
         if hsv is None:
             hsv = result.leading_hsv
-        return to_numpy(hsv), int(np.max(to_numpy(result.rank)))
-    first, second = result
-    if np.ndim(to_numpy(first)) == 0:
+        return _timing.to_numpy(hsv).astype(float), int(np.max(_timing.to_numpy(result.rank)))
+    first, second = (_timing.to_numpy(x) for x in result)
+    if np.ndim(first) == 0:
         first, second = second, first
-    return to_numpy(first), int(np.max(to_numpy(second)))
+    return first.astype(float), int(np.max(second))
 
 
 def authors_rank(system: LRUSystem, tau: float) -> tuple[np.ndarray, int]:
@@ -528,6 +500,14 @@ def pick_reference(rows: list[Row]) -> tuple[np.ndarray, str]:
     return by_key["sqrt-ref"].spectrum, "sqrt-ref (SciPy float64 Cholesky + svdvals)"
 
 
+def same_backend_authors(key: str) -> str | None:
+    """The key of (a) on the backend of ``ours-...`` (ours-jax-jit-cuda -> authors-jax-cuda)."""
+    if not key.startswith("ours-"):
+        return None
+    backend = key.removeprefix("ours-").replace("-jit", "")
+    return "authors" if backend == "numpy" else f"authors-{backend}"
+
+
 def fill_comparisons(rows: list[Row], reference: np.ndarray, reference_name: str) -> None:
     times = {row.key: row.time_s for row in rows}
     for row in rows:
@@ -535,6 +515,9 @@ def fill_comparisons(rows: list[Row], reference: np.ndarray, reference_name: str
             continue
         if times.get("authors") and row.speedup_vs_a is None:  # rank rows: set by their pair
             row.speedup_vs_a = times["authors"] / row.time_s
+        same = times.get(same_backend_authors(row.key) or "")
+        if same:
+            row.speedup_vs_a_same_backend = same / row.time_s
         if times.get("slicot"):
             row.speedup_vs_b = times["slicot"] / row.time_s
         if row.spectrum is not None:
@@ -582,20 +565,17 @@ def is_lower_triangular(L: np.ndarray) -> bool:
 
 
 def ours_stages(system: LRUSystem) -> list[tuple[str, Callable[[], Any]]]:
-    """The steps of cc.hankel_singular_values, each timed on its own (NumPy)."""
+    """The steps of cc.hankel_singular_values (method="auto", eigh path), each timed on its own."""
     dsys = cc.DiagonalStateSpace(system.poles, system.B, system.C)
     P, Q = cc.gramians(dsys)
-    Lp, Lq = cc.gramian_factor(P), cc.gramian_factor(Q)
-    kind = "Cholesky" if is_lower_triangular(Lp) and is_lower_triangular(Lq) else "eigh fallback"
-    M = conj_transpose(Lq) @ Lp
+    Lp = cc.gramian_factor(P)
+    kind = "Cholesky" if is_lower_triangular(Lp) else "eigh fallback"
+    H = conj_transpose(Lp) @ (Q @ Lp)
     return [
         ("build P, Q (cc.gramians)", lambda: cc.gramians(dsys)),
-        (
-            f"factors Lp, Lq (cc.gramian_factor x 2: {kind})",
-            lambda: (cc.gramian_factor(P), cc.gramian_factor(Q)),
-        ),
-        ("product Lq^H Lp", lambda: conj_transpose(Lq) @ Lp),
-        ("svdvals(Lq^H Lp)", lambda: np.linalg.svdvals(M)),
+        (f"factor Lp (cc.gramian_factor: {kind})", lambda: cc.gramian_factor(P)),
+        ("product Lp^H (Q Lp)", lambda: conj_transpose(Lp) @ (Q @ Lp)),
+        ("eigvalsh(Lp^H Q Lp)", lambda: np.linalg.eigvalsh(H)),
         ("total: cc.hankel_singular_values", lambda: cc.hankel_singular_values(dsys)),
     ]
 
@@ -636,61 +616,20 @@ def breakdown_table(stages: list[Stage]) -> str:
 # --- output ------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return text.replace("|", "\\|")
-
-
 def markdown_table(rows: list[Row]) -> str:
     lines = [
-        "| config | method | time (s), median | min (s) | speed-up vs (a) | speed-up vs (b) "
-        "| rel. error | reference | note |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| config | method | time (s), median | min (s) | speed-up vs (a) "
+        "| vs (a) same backend | speed-up vs (b) | rel. error | reference | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         time_text = "—" if row.time_s is None else f"{row.time_s:.4g} (x{row.repeats})"
         lines.append(
             f"| {row.config} | {row.method} | {time_text} | {fmt(row.min_time_s, '.4g')} | "
-            f"{fmt(row.speedup_vs_a, '.2f')} | "
+            f"{fmt(row.speedup_vs_a, '.2f')} | {fmt(row.speedup_vs_a_same_backend, '.2f')} | "
             f"{fmt(row.speedup_vs_b, '.1f')} | {fmt(row.rel_error, '.1e')} | {row.reference} | {cell(row.note)} |"
         )
     return "\n".join(lines)
-
-
-def library_versions() -> dict[str, str]:
-    versions = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
-    for name in ("torch", "jax", "control", "slycot"):
-        with contextlib.suppress(ImportError):
-            versions[name] = getattr(__import__(name), "__version__", "?")
-    return versions
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu": cpu_model(), "os.cpu_count": os.cpu_count()}
-    if has_module("torch"):
-        import torch
-
-        info["torch.get_num_threads"] = torch.get_num_threads()
-    info["load_average_1_5_15"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    info["versions"] = library_versions()
-    return info
 
 
 def write_json(
@@ -708,24 +647,6 @@ def write_json(
 
 
 # --- command line ------------------------------------------------------------------------
-
-
-def limit_threads(threads: int) -> str:
-    """Cap every BLAS/OpenMP pool (threadpoolctl), torch and, before its import, XLA at ``threads``."""
-    if "jax" not in sys.modules:
-        flags = f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
-    for name in ("torch", "jax"):  # load their thread pools first, so that the limit reaches them
-        with contextlib.suppress(ImportError):
-            __import__(name)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return f"threads capped at {threads} for torch/XLA only (threadpoolctl is not installed)"
-    threadpool_limits(limits=threads)
-    return f"threads capped at {threads} (--threads): BLAS/OpenMP via threadpoolctl, torch, XLA"
 
 
 def int_list(text: str) -> list[int]:
@@ -783,6 +704,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="cap all thread pools at this many threads (default: leave the libraries' defaults)",
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the torch and JAX rows run (cuda falls back to the CPU, with a note, without a GPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--json", metavar="PATH", help="also write the rows and machine information as JSON"
@@ -798,7 +725,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> tuple[list[Row], list[Stage], list[str]]:
-    methods, notes = build_methods(args.skip_slicot, args.slicot_max_n)
+    device, device_note = _timing.choose_device(args.device)
+    if device_note:
+        print(device_note, file=sys.stderr, flush=True)
+    methods, notes = build_methods(args.skip_slicot, args.slicot_max_n, device)
+    notes += [device_note] if device_note else []
     rows, stages = [], []
     for config in configurations(args.sizes, args.quick, not args.no_batch):
         config_rows, config_stages = run_config(config, methods, args)
@@ -809,13 +740,13 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[Stage], list[str]]:
 
 def report(rows: list[Row], stages: list[Stage], notes: list[str], info: dict[str, Any]) -> str:
     header = [
-        f"machine: {info['cpu']}, os.cpu_count()={info['os.cpu_count']}, "
-        f"torch.get_num_threads()={info.get('torch.get_num_threads', '—')}, load average {info['load_average_1_5_15']}",
+        _timing.machine_line(info),
         "versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         "",
         markdown_table(rows),
         "",
         "speed-up = t(a) / t(method) and t(b) / t(method) (medians): above 1 means faster than the peer;"
+        " 'vs (a) same backend': against (a) run by the same library on the same device;"
         " rank-decision rows: against the (a) + rank_for_energy row of the same tau.",
         f"load average (1, 5, 15 min) after the run: {info.get('load_average_after')}",
         *notes,
@@ -832,12 +763,12 @@ def report(rows: list[Row], stages: list[Stage], notes: list[str], info: dict[st
 
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     args = parse_args(argv)
-    thread_note = limit_threads(args.threads) if args.threads else "threads: library defaults"
-    info = machine_info()
+    thread_note = _timing.limit_threads(args.threads) if args.threads else "threads: library defaults"
+    info = _timing.machine_info()
     info["threads"] = thread_note
     rows, stages, notes = run(args)
     notes.insert(0, thread_note)
-    info["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    info["load_average_after"] = _timing.load_average()
     print(report(rows, stages, notes, info), flush=True)
     if args.json:
         write_json(args.json, rows, stages, info, sys.argv[1:] if argv is None else list(argv))

@@ -121,7 +121,9 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     limit = int(MAX_FRACTION * n)
     W = G = H = PW = previous = None
     Y = xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b))
-    while W is None or W.shape[-1] + b <= limit:
+    if int(limit / SETTLING) < 2 * b:  # small n: the full spectrum is cheaper than any subspace
+        limit = 0
+    while limit and (W is None or W.shape[-1] + b <= limit):
         Y = _orthonormal_complement(Y, W, xp)
         PY = P @ Y
         QPY = Q @ PY

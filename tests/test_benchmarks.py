@@ -197,6 +197,6 @@ def test_training_step_benchmark_quick_gives_finite_times_for_both_backends(tmp_
     finally:
         sys.path.remove(str(BENCHMARKS))
     assert [row["state_dim"] for row in rows] == module.QUICK["state_dims"]
-    assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows for key in ("torch_s", "jax_s"))
+    assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows for key in ("torch_s", "jax_s", "jax_compile_s"))
     assert json.loads((tmp_path / "step.json").read_text())["rows"] == rows
     assert "| state dim | PyTorch step (ms, cpu) | JAX step (ms, cpu) |" in printed.getvalue()
