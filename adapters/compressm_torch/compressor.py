@@ -229,7 +229,8 @@ class Compressor:
 def _slicing(model: nn.Module, reductions: tuple[LayerReduction, ...]) -> dict[str, dict[str, Tensor] | None]:
     """Per reduced layer, the entries its optimizer state keeps (``transfer_optimizer``): the
     ``selection_indices`` of an index selection, None (leading entries) for a truncation."""
+    selective = dict(selective_layers(model))  # a registered adapter's view, not the module
     return {
-        r.name: None if r.kept is None else selection_indices(model.get_submodule(r.name), r.kept)
+        r.name: None if r.kept is None else selection_indices(selective[r.name], r.kept)
         for r in reductions
     }

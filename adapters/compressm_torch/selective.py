@@ -111,6 +111,13 @@ def state_energies(model: nn.Module, calibration: Tensor) -> dict[str, Tensor]:
         msg = f"`calibration` must be a batch of sequences (batch, L, ...), got shape {tuple(calibration.shape)}"
         raise ValueError(msg)
     inputs = layer_inputs(model, calibration)
+    received = {name: tuple(u.shape) for name, u in inputs.items() if u.ndim != 3}
+    if received:
+        msg = (
+            f"`calibration` must be a batch of sequences (batch, L, ...), got shape "
+            f"{tuple(calibration.shape)}: the selective layers received {received}, not (batch, L, H)"
+        )
+        raise ValueError(msg)
     energies = {}
     for name, layer in selective_layers(model):
         abar, bbar, C = (t.to(analysis_device(t.device), torch.float64) for t in layer.time_varying_system(inputs[name]))
