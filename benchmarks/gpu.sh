@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one go: batched HSVs on the GPU against the CPU (hsv_benchmark.py),
-# the rank decision (rank_benchmark.py) and the training step of the paper's sCIFAR-size LRU
+# the rank decision (rank_benchmark.py, torch) and the training step of the paper's sCIFAR-size LRU
 # (6 layers, H = 512, n = 384 -> 161, 93, 57) on CUDA for torch and JAX (backend_benchmark.py
 # --scifar). The tables go to stdout and to OUTPUT/{hsv,rank,step}.md, each headed by the
 # command, the date, the GPU (nvidia-smi) and the load (uptime), as in RESULTS.md.
@@ -62,21 +62,14 @@ run() {
     return "${PIPESTATUS[0]}"
 }
 
-# hsv_benchmark.py and rank_benchmark.py take --device once they have it; GPU rows appear in
-# hsv_benchmark.py whenever a GPU is visible.
-device_flag() {
-    if [[ $device == cuda ]] && "$python" "$here/$1" --help 2>/dev/null | grep -q -- "--device"; then
-        echo "--device cuda"
-    fi
-}
-
+# Every script takes --device (cuda: its torch and JAX rows on the GPU, NumPy's on the CPU).
 if [[ $quick -eq 1 ]]; then
-    run hsv "$python" "$here/hsv_benchmark.py" --quick --skip-slicot $(device_flag hsv_benchmark.py)
-    run rank "$python" "$here/rank_benchmark.py" --n 64 --m 4 --taus 0.1 $(device_flag rank_benchmark.py)
+    run hsv "$python" "$here/hsv_benchmark.py" --quick --skip-slicot --device "$device"
+    run rank "$python" "$here/rank_benchmark.py" --n 64 --m 4 --taus 0.1 --device "$device"
     run step "$python" "$here/backend_benchmark.py" --quick --device "$device"
 else
-    run hsv "$python" "$here/hsv_benchmark.py" --skip-slicot $(device_flag hsv_benchmark.py)
-    run rank "$python" "$here/rank_benchmark.py" --n 1024 --m 64 $(device_flag rank_benchmark.py)
+    run hsv "$python" "$here/hsv_benchmark.py" --skip-slicot --device "$device"
+    run rank "$python" "$here/rank_benchmark.py" --n 1024 --m 64 --device "$device"
     run step "$python" "$here/backend_benchmark.py" --scifar --device "$device" --repeats 10
 fi
 echo "gpu.sh: tables in $output/{hsv,rank,step}.md"
