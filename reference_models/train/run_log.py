@@ -101,10 +101,10 @@ class RunLog:
 
 
 def describe_event(event: Any) -> str:
-    """One line for a cut ("step 40: blocks.0.ssm 16 -> 9") or a judgement of one ("step 60:
+    """One line for a cut ("step 40: cut blocks.0.ssm 16 -> 9 ...") or a judgement of one ("step 60:
     cut of step 40 (blocks.0.ssm 16 -> 9) rolled back: val 0.61 -> 0.52")."""
     changes = ", ".join(f"{r.name} {r.old_dim} -> {r.new_dim}" for r in event.reductions)
     if not hasattr(event, "cut_step"):
-        return f"step {event.step}: {changes} (val {event.metric_before:.4g} -> {event.metric_after:.4g})"
+        return f"step {event.step}: cut {changes} (val {event.metric_before:.4g} -> {event.metric_after:.4g} right after)"
     verdict = "rolled back" if event.rolled_back else "kept"
     return f"step {event.step}: cut of step {event.cut_step} ({changes}) {verdict}: val {event.metric_before:.4g} -> {event.metric_after:.4g}"

@@ -27,27 +27,6 @@ from reference_models.train.run_state import RunInterrupted, TrainingDiverged
 
 TINY = TrainConfig(task="digits", steps=40, batch_size=32, d_model=8, state_dim=16, n_layers=1, tau=0.2,
                    reduce_every=4, reduce_until=0.5, eval_every=10, warmup_steps=5, max_train=300)
-WALL_CLOCK = ("wall_clock_s", "reduction_overhead_s")
-
-
-def without_wall_clock(metrics: dict) -> dict:
-    kept = {key: value for key, value in metrics.items() if key not in WALL_CLOCK}
-    kept["evaluations"] = [{k: v for k, v in e.items() if k != "wall_clock_s"} for e in metrics["evaluations"]]
-    return kept
-
-
-def stop_at(monkeypatch, step: int, signum: int = signal.SIGTERM) -> None:
-    """Send ``signum`` to this process while the trainer prepares step ``step``."""
-    original = torch_trainer.learning_rate_factor
-
-    def factor(index, config):
-        if index == step:
-            signal.raise_signal(signum)
-        return original(index, config)
-
-    monkeypatch.setattr(torch_trainer, "learning_rate_factor", factor)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     output = tmp_path_factory.mktemp("uninterrupted")
@@ -80,9 +59,9 @@ def test_test_metric_at_best_validation_step_is_that_models(tmp_path):
     assert record.test_metric_at_best_val == torch_trainer.evaluate(best, data.x_test, data.y_test, data.kind)
 
 
-def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypatch, stop_at, without_timings):
     _, model, record = uninterrupted
-    stop_at(monkeypatch, 13)  # after the cuts at steps 4, 8, 12; before the one at 16
+    stop_at(torch_trainer, 13)  # after the cuts at steps 4, 8, 12; before the one at 16
     with pytest.raises(RunInterrupted, match=f"SIGTERM at step 14: .*resume with: compressm train --resume {tmp_path}"):
         torch_trainer.train(TINY, progress=False, output=tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["completed_steps"] == 10
@@ -92,19 +71,19 @@ def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypa
     assert resumed_record.reductions[0]["step"] == 4 and resumed_record.current_dims == record.current_dims
     expected = model.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in resumed.state_dict().items())
-    assert without_wall_clock(resumed_record.metrics()) == without_wall_clock(record.metrics())
+    assert without_timings(resumed_record.metrics()) == without_timings(record.metrics())
     logged = [{k: v for k, v in row.items() if k != "wall_clock_s"} for row in csv.DictReader((tmp_path / "log.csv").open())]
     original = [{k: v for k, v in row.items() if k != "wall_clock_s"} for row in csv.DictReader((uninterrupted[0] / "log.csv").open())]
     assert logged == original
 
 
-def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkeypatch):
+def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkeypatch, stop_at, without_timings):
     """The safety net judges the cut of step 4 at step 7 and rolls it back; the run is stopped
     at step 5, while the pre-cut model and optimizer wait in the checkpoint."""
     config = TINY.replace(safety_net=True, rollback_tolerance=0.0, recovery_steps=3, after_rollback="skip", lr=0.02)
     model, record = torch_trainer.train(config, progress=False)
     assert [(r["step"], r["judged_step"]) for r in record.rollbacks] == [(4, 7)] and record.reductions
-    stop_at(monkeypatch, 4)
+    stop_at(torch_trainer, 4)
     with pytest.raises(RunInterrupted, match="at step 5"):
         torch_trainer.train(config, progress=False, output=tmp_path)
     assert load_training_state(tmp_path / "checkpoint.safetensors").pending_model is not None
@@ -112,14 +91,14 @@ def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkey
     resumed, resumed_record = torch_trainer.train(config, progress=False, output=tmp_path, resume=True)
     expected = model.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in resumed.state_dict().items())
-    assert without_wall_clock(resumed_record.metrics()) == without_wall_clock(record.metrics())
+    assert without_timings(resumed_record.metrics()) == without_timings(record.metrics())
 
 
 class Killed(BaseException):
     """Stands for SIGKILL: the process ends there, writing nothing more."""
 
 
-def test_killed_run_loses_only_the_steps_since_the_last_checkpoint(uninterrupted, tmp_path, monkeypatch):
+def test_killed_run_loses_only_the_steps_since_the_last_checkpoint(uninterrupted, tmp_path, monkeypatch, without_timings):
     original = torch_trainer.learning_rate_factor
 
     def factor(index, config):
@@ -133,7 +112,7 @@ def test_killed_run_loses_only_the_steps_since_the_last_checkpoint(uninterrupted
     assert load_training_state(tmp_path / "checkpoint.safetensors").state["step"] == 20
     monkeypatch.undo()
     _, record = torch_trainer.train(TINY, progress=False, output=tmp_path, resume=True)
-    assert without_wall_clock(record.metrics()) == without_wall_clock(uninterrupted[2].metrics())
+    assert without_timings(record.metrics()) == without_timings(uninterrupted[2].metrics())
 
 
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
@@ -156,8 +135,8 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert not (output / "failure.json").exists()
 
 
-def test_resume_finishes_a_run_from_the_command_line(tmp_path, capsys, monkeypatch):
-    stop_at(monkeypatch, 13, signal.SIGINT)
+def test_resume_finishes_a_run_from_the_command_line(tmp_path, capsys, monkeypatch, stop_at):
+    stop_at(torch_trainer, 13, signal.SIGINT)
     argv = ["train", "--task", "digits", "--max-train", "300", "--steps", "40", "--batch-size", "32", "--d-model", "8",
             "--state-dim", "16", "--layers", "1", "--tau", "0.2", "--reduce-every", "4", "--reduce-until", "0.5",
             "--eval-every", "10", "--quiet", "--output", str(tmp_path)]
@@ -299,7 +278,8 @@ def test_progress_bar_names_the_run_and_announces_reductions(tmp_path, capsys):
     torch_trainer.train(TINY.replace(steps=10, eval_every=10), progress=True, label="compressm tau 0.2 seed 0")
     out = capsys.readouterr()
     text = out.out + out.err
-    assert "compressm tau 0.2 seed 0: step 4: blocks.0.ssm 16 -> " in text
+    assert "compressm tau 0.2 seed 0: training on cpu" in text
+    assert "compressm tau 0.2 seed 0: step 4: cut blocks.0.ssm 16 -> " in text
     assert "batch_acc=" in text
 
 
@@ -307,6 +287,19 @@ def test_tensorboard_logs_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     torch_trainer.train(TINY.replace(steps=10, tensorboard=True), progress=False, output=tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_missing_is_one_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from reference_models.train import run_log
+
+    def missing(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(run_log, "importlib", SimpleNamespace(import_module=missing))
+    with pytest.raises(ValueError, match=r'`--tensorboard` needs TensorBoard: pip install "compressm\[tensorboard\]"'):
+        run_log.RunLog(tmp_path, "accuracy", tensorboard=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

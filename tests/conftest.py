@@ -1,0 +1,38 @@
+"""Fixtures shared by the tests of both trainers."""
+
+import signal
+
+import pytest
+
+#: Keys of metrics.json that measure time, not what was trained.
+TIMINGS = ("wall_clock_s", "reduction_overhead_s", "reduction_compile_s")
+
+
+@pytest.fixture
+def stop_at(monkeypatch):
+    """``stop_at(trainer_module, step, signum=SIGTERM)``: send ``signum`` to this process
+    while the trainer prepares step ``step`` (0-based, through its ``learning_rate_factor``)."""
+
+    def install(trainer, step: int, signum: int = signal.SIGTERM) -> None:
+        original = trainer.learning_rate_factor
+
+        def factor(index, config):
+            if index == step:
+                signal.raise_signal(signum)
+            return original(index, config)
+
+        monkeypatch.setattr(trainer, "learning_rate_factor", factor)
+
+    return install
+
+
+@pytest.fixture
+def without_timings():
+    """metrics.json without what measures time (the parts a resumed run may differ in)."""
+
+    def strip(metrics: dict) -> dict:
+        kept = {key: value for key, value in metrics.items() if key not in TIMINGS}
+        kept["evaluations"] = [{k: v for k, v in e.items() if k != "wall_clock_s"} for e in metrics["evaluations"]]
+        return kept
+
+    return strip
