@@ -113,6 +113,22 @@ def test_hsv_do_not_depend_on_the_factor_method(xp, factor):
         assert_hsv_close(hsv[index], hsv_any(A, B, C))
 
 
+@pytest.mark.parametrize("method", ["auto", "eigh", "svd"])
+def test_hsv_do_not_depend_on_the_spectrum_method(xp, method):
+    """sqrt(eigvalsh(Lp^H Q Lp)) and svdvals(Lq^H Lp) against python-control (SLICOT Gramians)."""
+    system = fixed_diagonal_system()
+    dsys = cc.DiagonalStateSpace(*(as_xp(xp, M) for M in system))
+    hsv = to_np(cc.hankel_singular_values(dsys, method=method))
+    for index, (A, B, C, _) in system.dense().members():
+        assert_hsv_close(hsv[index], hsv_any(A, B, C))
+
+
+def test_unknown_spectrum_method_is_rejected(xp):
+    dsys = cc.DiagonalStateSpace(*(as_xp(xp, M) for M in fixed_diagonal_system()))
+    with pytest.raises(ValueError, match="`method` 'qr' is unknown"):
+        cc.hankel_singular_values(dsys, method="qr")
+
+
 @numpy_and_torch
 def test_moderate_order_matches_slycot(xp):
     """n = 30: HSVs and the reduced model (as a transfer function) agree with SLICOT ab09ad."""
