@@ -57,9 +57,8 @@ class Setup:
     tau: float = 0.1
     eval_windows: int = 48
     timing_repeats: int = 5
-    #: the cut mixers' Adam moments: "sliced" exactly (``chf.compressor_step``) or as the
-    #: Compressor's ``optimizer_state`` says ("compressor")
-    moments: str = "sliced"
+    #: the cut mixers' Adam moments: "slice" (kept entries, ``chf.compressor_step``) or "reset"
+    optimizer_state: str = "slice"
 
 
 QUICK = Setup(hidden=16, layers=1, state=8, length=24, batch=4, steps=8, eval_windows=2, timing_repeats=1)
@@ -137,7 +136,7 @@ def schedule_for(setup: Setup) -> ReductionSchedule:
     interval = max(1, setup.steps // 20)
     return ReductionSchedule(
         total_steps=setup.steps, interval=interval, start=max(1, setup.steps // 10),
-        reduce_until=0.3, tau=setup.tau, rollback_tolerance=math.inf,
+        reduce_until=0.3, tau=setup.tau, rollback_tolerance=math.inf, optimizer_state="reset",
     )
 
 
@@ -159,7 +158,7 @@ def train(model, setup: Setup, train_data: np.ndarray, seed: int, *, compressor=
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if compressor is not None:
-            step_of = chf.compressor_step if setup.moments == "sliced" else type(compressor).step
+            step_of = chf.compressor_step if setup.optimizer_state == "slice" else type(compressor).step
             model, optimizer = step_of(
                 compressor, step, model, optimizer, lambda m: -bits_per_byte(m, val, setup.batch)
             )
@@ -271,12 +270,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--steps", type=int, help="training steps (default 240)")
     parser.add_argument("--tau", type=float, help="energy tolerance (default 0.1)")
-    parser.add_argument("--moments", choices=("sliced", "compressor"), help="default: sliced")
+    parser.add_argument("--optimizer-state", choices=("slice", "reset"), help="default: slice")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script works")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     setup = QUICK if args.quick else Setup()
-    for name in ("steps", "tau", "moments"):
+    for name in ("steps", "tau", "optimizer_state"):
         if getattr(args, name) is not None:
             setup = Setup(**(asdict(setup) | {name: getattr(args, name)}))
     seeds = args.seeds[:1] if args.quick else args.seeds

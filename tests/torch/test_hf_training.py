@@ -126,22 +126,3 @@ def test_the_trainer_callback_slices_the_moments_of_the_kept_states(tmp_path):
         assert torch.equal(state["exp_avg"], old_avg.index_select(axis, rows))
         assert torch.equal(state["exp_avg_sq"], old_avg_sq.index_select(axis, rows))
 
-
-def test_the_compressors_slice_option_equals_the_exact_slicing():
-    model, calibration = tiny_mamba(), token_ids(4, 0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(2):
-        batch = token_ids(4, step + 1)
-        optimizer.zero_grad()
-        model(batch, labels=batch).loss.backward()
-        optimizer.step()
-    kwargs = dict(total_steps=4, interval=1, start=0, reduce_until=1.0, tau=0.3, rollback_tolerance=math.inf)
-    sliced = ct.Compressor(ReductionSchedule(**kwargs, optimizer_state="slice"), calibration=calibration)
-    new_model, new_optimizer = sliced.step(0, model, optimizer, lambda m: 0.0)
-    exact = ct.Compressor(ReductionSchedule(**kwargs), calibration=calibration)
-    exact_model, exact_optimizer = chf.compressor_step(exact, 0, model, optimizer, lambda m: 0.0)
-    assert sizes(new_model) == sizes(exact_model) and all(size < 8 for size in sizes(new_model))
-    exact_parameters = dict(exact_model.named_parameters())
-    for name, parameter in new_model.named_parameters():
-        for moment in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(new_optimizer.state[parameter][moment], exact_optimizer.state[exact_parameters[name]][moment])
