@@ -183,24 +183,24 @@ def step_seconds(models: dict[str, torch.nn.Module], chunk: torch.Tensor, repeat
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int) -> dict:
+def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int, *, compressm_only: bool = False) -> dict:
     val = windows(splits["val"], setup.eval_windows, setup.length)
     test = windows(splits["test"], setup.eval_windows, setup.length)
     val_small = val[: max(2, setup.eval_windows // 6)]
     calibration = windows(splits["train"], 8, setup.length)[:, :-1]
     result = {"kind": kind, "seed": seed}
     compressor = ct.Compressor(schedule_for(setup), seed=seed, calibration=calibration)
-    arms = {
-        "full": (make_model(kind, setup, seed), None),
-        "compressm": (make_model(kind, setup, seed), compressor),
-    }
+    arms = {"compressm": (make_model(kind, setup, seed), compressor)}
+    if not compressm_only:
+        arms = {"full": (make_model(kind, setup, seed), None)} | arms
     trained = {}
     for arm, (model, comp) in arms.items():
         trained[arm], seconds = train(model, setup, splits["train"], seed, compressor=comp, val=val_small)
         result[arm] = {"seconds": seconds}
-    sizes = state_sizes(trained["compressm"])
-    trained["small"], seconds = train(at_sizes(make_model(kind, setup, seed), sizes), setup, splits["train"], seed)
-    result["small"] = {"seconds": seconds}
+    if not compressm_only:
+        sizes = state_sizes(trained["compressm"])
+        trained["small"], seconds = train(at_sizes(make_model(kind, setup, seed), sizes), setup, splits["train"], seed)
+        result["small"] = {"seconds": seconds}
     for arm, model in trained.items():
         result[arm] |= {
             "val_bpb": bits_per_byte(model, val, setup.batch),
@@ -211,6 +211,8 @@ def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int) 
         {"step": event.step, "sizes": {r.name: r.new_dim for r in event.reductions}}
         for event in compressor.events if hasattr(event, "reductions")
     ]
+    if compressm_only:
+        return result
     chunk = windows(splits["train"], setup.batch, setup.length)
     timed = step_seconds(
         {
@@ -239,7 +241,7 @@ def table(results: list[dict]) -> str:
         runs = [r for r in results if r["kind"] == kind]
         if not runs:
             continue
-        for arm in ("full", "compressm", "small"):
+        for arm in [arm for arm in ("full", "compressm", "small") if arm in runs[0]]:
             sizes = "; ".join(",".join(map(str, r[arm]["state_sizes"])) for r in runs)
             lines.append(
                 f"| {kind} | {arm} | {mean_std([r[arm]['val_bpb'] for r in runs])} | "
@@ -252,7 +254,7 @@ def table(results: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for kind in KINDS:
-        runs = [r["step_seconds"] for r in results if r["kind"] == kind]
+        runs = [r["step_seconds"] for r in results if r["kind"] == kind and "step_seconds" in r]
         if not runs:
             continue
         full, compressed, one = ([1e3 * t[key] for t in runs] for key in ("full", "compressm", "state_1"))
@@ -271,6 +273,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, help="training steps (default 240)")
     parser.add_argument("--tau", type=float, help="energy tolerance (default 0.1)")
     parser.add_argument("--optimizer-state", choices=("slice", "reset"), help="default: slice")
+    parser.add_argument("--compressm-only", action="store_true", help="train only the CompreSSM arm (no timing)")
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script works")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for kind in args.kinds:
         for seed in seeds:
-            results.append(run_seed(kind, setup, splits, seed))
+            results.append(run_seed(kind, setup, splits, seed, compressm_only=args.compressm_only))
             print(json.dumps(results[-1]), flush=True)
     print(table(results))
     if args.json is not None:
