@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import statistics
 import sysconfig
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from _timing import machine_info, machine_line, markdown_table
 from torch.nn import functional as F
 
 import compressm_torch as ct
@@ -233,37 +233,29 @@ def mean_std(values: list[float], digits: int = 3) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = [
-        "| model | arm | val bits/byte | test bits/byte | final state sizes | train wall-clock (s) |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows, timing = [], []
     for kind in KINDS:
         runs = [r for r in results if r["kind"] == kind]
-        if not runs:
-            continue
-        for arm in [arm for arm in ("full", "compressm", "small") if arm in runs[0]]:
-            sizes = "; ".join(",".join(map(str, r[arm]["state_sizes"])) for r in runs)
-            lines.append(
-                f"| {kind} | {arm} | {mean_std([r[arm]['val_bpb'] for r in runs])} | "
-                f"{mean_std([r[arm]['test_bpb'] for r in runs])} | {sizes} | "
-                f"{mean_std([r[arm]['seconds'] for r in runs], 1)} |"
-            )
-    lines += [
-        "",
-        "| model | step full (ms) | step compressed (ms) | speed-up | step at N = 1 (ms) | share of the full step the state size decides |",
-        "|---|---|---|---|---|---|",
+        for arm in [arm for arm in ("full", "compressm", "small") if runs and arm in runs[0]]:
+            rows.append([
+                kind, arm, mean_std([r[arm]["val_bpb"] for r in runs]), mean_std([r[arm]["test_bpb"] for r in runs]),
+                "; ".join(",".join(map(str, r[arm]["state_sizes"])) for r in runs),
+                mean_std([r[arm]["seconds"] for r in runs], 1),
+            ])
+        steps = [r["step_seconds"] for r in runs if "step_seconds" in r]
+        if steps:
+            full, compressed, one = ([1e3 * t[key] for t in steps] for key in ("full", "compressm", "state_1"))
+            timing.append([
+                kind, mean_std(full, 1), mean_std(compressed, 1),
+                mean_std([f / c for f, c in zip(full, compressed, strict=True)], 2) + "x", mean_std(one, 1),
+                mean_std([(f - o) / f for f, o in zip(full, one, strict=True)], 2),
+            ])
+    header = ["model", "arm", "val bits/byte", "test bits/byte", "final state sizes", "train wall-clock (s)"]
+    timing_header = [
+        "model", "step full (ms)", "step compressed (ms)", "speed-up", "step at N = 1 (ms)",
+        "share of the full step the state size decides",
     ]
-    for kind in KINDS:
-        runs = [r["step_seconds"] for r in results if r["kind"] == kind and "step_seconds" in r]
-        if not runs:
-            continue
-        full, compressed, one = ([1e3 * t[key] for t in runs] for key in ("full", "compressm", "state_1"))
-        lines.append(
-            f"| {kind} | {mean_std(full, 1)} | {mean_std(compressed, 1)} | "
-            f"{mean_std([f / c for f, c in zip(full, compressed, strict=True)], 2)}x | {mean_std(one, 1)} | "
-            f"{mean_std([(f - o) / f for f, o in zip(full, one, strict=True)], 2)} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, rows) + "\n\n" + markdown_table(timing_header, timing)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -286,7 +278,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(
         f"# corpus: Python {platform.python_version()} stdlib .py bytes "
         + ", ".join(f"{name} {len(data)}" for name, data in splits.items())
-        + f"; {setup}; torch threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.1f}",
+        + f"; {setup}; {machine_line(machine_info())}",
         flush=True,
     )
     results = []
