@@ -55,7 +55,9 @@ def expected_tensors(config: dict[str, Any]) -> Tensors:
 
 
 def _model_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
-    return {prefix + name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    """Copies on the CPU (the models of a checkpoint may share parameters: a pending cut's
+    model keeps the layers the cut did not touch)."""
+    return {prefix + name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()}
 
 
 def save_model(model: Model, path: str | Path) -> Path:

@@ -326,3 +326,14 @@ def test_cli_a_folder_that_cannot_be_read_is_one_line(tmp_path, capsys, monkeypa
     assert main(["train", "--task", "digits", "--steps", "5", "--no-compress", "--quiet", "--output", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == "compressm: error: /data/smnist: Permission denied"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_of_models_sharing_parameters_saves(tmp_path, uninterrupted):
+    """A pending cut's model keeps the layers the cut did not touch: the same parameters."""
+    from reference_models.train.checkpoint_torch import save_training_state
+
+    model = uninterrupted[1]
+    optimizer = torch_trainer.build_optimizer(model, TINY)
+    path = save_training_state(tmp_path / "c.safetensors", model=model, optimizer=optimizer, state={}, best=model, pending=(model, optimizer))
+    loaded = load_training_state(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.best.state_dict().values(), model.state_dict().values(), strict=True))
