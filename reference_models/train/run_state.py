@@ -132,9 +132,10 @@ def resumed_config(folder: Path, device: str, checkpoint_every: int | None, tens
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM set ``received`` instead of killing the process (the
-    trainer checks it after each step); the previous handlers come back on exit. A second
-    signal while the first is being handled stops at once. Only in the main thread."""
+    """While active, SIGINT and SIGTERM set ``received`` instead of stopping the process (the
+    trainer checks it after each step, writes a checkpoint and stops); the previous handlers
+    come back at the first signal, so a second one acts at once (the checkpoint being written
+    is atomic: the last one stays whole). Only in the main thread."""
 
     def __init__(self) -> None:
         self.received: str | None = None
@@ -147,13 +148,9 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            signal.default_int_handler(signum, frame) if signum == signal.SIGINT else signal.raise_signal(signum)
         self.received = signal.Signals(signum).name
-        for restored, handler in self._previous.items():
-            if restored != signum:
-                signal.signal(restored, handler)
-        signal.signal(signum, self._previous[signum])
+        for restored, handler in self._previous.items():  # a second signal acts at once
+            signal.signal(restored, handler)
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():

@@ -337,3 +337,18 @@ def test_a_checkpoint_of_models_sharing_parameters_saves(tmp_path, uninterrupted
     path = save_training_state(tmp_path / "c.safetensors", model=model, optimizer=optimizer, state={}, best=model, pending=(model, optimizer))
     loaded = load_training_state(path)
     assert all(torch.equal(a, b) for a, b in zip(loaded.best.state_dict().values(), model.state_dict().values(), strict=True))
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
+    original = torch_trainer.learning_rate_factor
+
+    def factor(index, config):
+        if index == 3:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return original(index, config)
+
+    monkeypatch.setattr(torch_trainer, "learning_rate_factor", factor)
+    with pytest.raises(KeyboardInterrupt):
+        torch_trainer.train(TINY, progress=False, output=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
