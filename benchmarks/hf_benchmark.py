@@ -12,8 +12,10 @@ kind and seed, three arms with the same data, steps and optimizer:
 
 Reports validation and test bits per byte (at the end of training), final state sizes, the
 training-step time of the full and the compressed model (timed alternately on one batch),
-wall-clock, and how much of a full step the state size decides on this machine (the step time
-at N, at compressm's sizes and at N = 1; the CPU path loops over time in Python).
+wall-clock, how much of a full step the state size decides on this machine (the step time
+at N, at compressm's sizes and at N = 1; the CPU path loops over time in Python), and, on the
+trained full model, what averaging the projections first would have ranked
+(``averaged_projections_check``).
 
     OMP_NUM_THREADS=1 python benchmarks/hf_benchmark.py --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/hf_benchmark.py --quick
@@ -213,6 +215,7 @@ def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int, 
     ]
     if compressm_only:
         return result
+    result["averaged_projections"] = averaged_projections_check(trained["full"], calibration, sizes)
     chunk = windows(splits["train"], setup.batch, setup.length)
     timed = step_seconds(
         {
@@ -224,6 +227,31 @@ def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int, 
     )
     result["step_seconds"] = timed
     return result
+
+
+@torch.no_grad()
+def averaged_projections_check(model: transformers.PreTrainedModel, calibration: torch.Tensor, keep: list[int]) -> list[dict]:
+    """Per mixer, the state energies of an LTI stand-in built by averaging abar, dt B and C
+    over the calibration batch and time first (closed-form diagonal Gramians
+    ``p = b^2 / (1 - a^2)``, ``q = c^2 / (1 - a^2)``), against the energies of the
+    time-varying Gramians: the ratio of their totals, and how many of the ``keep[layer]``
+    states each ranks highest they share."""
+    inputs = ct.selective.layer_inputs(model, calibration)
+    energies = ct.state_energies(model, calibration)
+    checks = []
+    for name, view in ct.selective_layers(model):
+        abar, bbar, C = view.time_varying_system(inputs[name])
+        a, b = abar.mean((0, 1)), bbar.mean((0, 1))  # (channels, N)
+        c = C.mean((0, 1))  # (N,) or (channels, N)
+        averaged = (b**2 * c**2 / (1 - a**2) ** 2).sum(0)
+        exact, r = energies[name], keep[view.mixer.layer_idx]
+        top = set(torch.argsort(exact, descending=True)[:r].tolist())
+        top_averaged = set(torch.argsort(averaged, descending=True)[:r].tolist())
+        checks.append({
+            "layer": name, "energy_ratio": float(averaged.sum() / exact.sum()), "kept": r,
+            "shared_top": len(top & top_averaged),
+        })
+    return checks
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:

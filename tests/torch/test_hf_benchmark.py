@@ -50,5 +50,7 @@ def test_quick_run_has_every_arm_with_finite_numbers(hf_bench, tmp_path):
         assert result["full"]["state_sizes"] == [hf_bench.QUICK.state] * hf_bench.QUICK.layers
         assert result["small"]["state_sizes"] == result["compressm"]["state_sizes"]
         assert all(t > 0 for t in result["step_seconds"].values())
+        for check in result["averaged_projections"]:
+            assert check["energy_ratio"] > 0 and 0 <= check["shared_top"] <= check["kept"]
     assert "| model | arm | val bits/byte |" in printed.getvalue()
     assert json.loads(path.read_text())["results"] == json.loads(json.dumps(results))
