@@ -32,7 +32,6 @@ from compressm_core.layers import (
     CompressionEvent,
     Event,
     Gramians,
-    LayerReduction,
     Memory,
     combined_error_bounds,
     compressor_state,
@@ -51,14 +50,7 @@ from compressm_core.schedule import (
     left_chance,
 )
 
-from .optimizer import selection_indices, transfer_optimizer_state
-from .reduce import (
-    _analysed_system,
-    compress,
-    compressible_layers,
-    hankel_singular_values,
-    reducible_layers,
-)
+from .reduce import _analysed_system, compress, hankel_singular_values, reducible_layers
 from .selective import selective_layers, state_energies
 
 
@@ -142,20 +134,14 @@ class Compressor:
             return model, opt_state, current
         compressed = compress(
             model,
+            opt_state,
+            current.optimizer,
             ranks=ranks,
             selection=current.schedule.selection,
             gramians=current.gramians,
             seed=current.seed + step,
             calibration=current.calibration,
-        )
-        slicing = current.schedule.optimizer_state == "slice"
-        new_state = transfer_optimizer_state(
-            current.optimizer,
-            opt_state,
-            model,
-            compressed.model,
-            reset=() if slicing else tuple(ranks),
-            sliced=_slicing(model, compressed.reductions) if slicing else None,
+            optimizer_state=current.schedule.optimizer_state,
         )
         state, products, event = record_cut(
             current.schedule, current.state, current.products, step, compressed.reductions, ranks,
@@ -168,7 +154,7 @@ class Compressor:
             events=(*current.events, event),
             pending=Checkpoint(model, opt_state) if current.schedule.net else None,
         )
-        return compressed.model, new_state, following
+        return compressed.model, compressed.opt_state, following
 
     def judge(
         self, step: int, model: eqx.Module, evaluate: Callable[[eqx.Module], float]
@@ -208,15 +194,6 @@ class Compressor:
             self, state=state, events=tuple(events), products=products, pending=pending
         )
 
-
-def _slicing(model: eqx.Module, reductions: tuple[LayerReduction, ...]) -> dict[str, dict | None]:
-    """Per reduced layer, the entries its Optax leaves keep (``transfer_optimizer_state``): the
-    ``selection_indices`` of an index selection, None (leading entries) for a truncation."""
-    layers = dict(compressible_layers(model))
-    return {
-        r.name: None if r.kept is None else selection_indices(layers[r.name], r.kept)
-        for r in reductions
-    }
 
 
 __all__ = ["Checkpoint", "CompressionEvent", "Compressor"]

@@ -27,9 +27,10 @@ from compressm_core.layers import (
     reduce_layer_system,
     require_calibration,
 )
+from compressm_core.schedule import OPTIMIZER_STATES, OptimizerState
 
 from .interface import ReducibleSSM
-from .optimizer import transfer_optimizer_state
+from .optimizer import selection_indices, transfer_optimizer_state
 from .pytree import compressible_layers, path_name, replace_layers
 from .selective import reduce_selective_layer, selective_layers, state_energies
 
@@ -176,6 +177,7 @@ def compress(
     gramians: Gramians = "complex",
     seed: int = 0,
     calibration: Any = None,
+    optimizer_state: OptimizerState = "reset",
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the Optax state follows.
 
@@ -184,7 +186,11 @@ def compress(
     with every leaf of an untouched parameter (and every shared scalar, e.g. Adam's step
     count) copied exactly from ``opt_state``; see ``transfer_optimizer_state``. Selective
     layers keep state indices ranked by their energy on ``calibration`` (batch, L, d_input).
+    ``optimizer_state="slice"`` keeps the reduced layers' moments of their kept coordinates.
     """
+    if optimizer_state not in OPTIMIZER_STATES:
+        msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {optimizer_state!r}"
+        raise ValueError(msg)
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
         raise ValueError(msg)
@@ -213,7 +219,13 @@ def compress(
     new_model = replace_layers(model, replacements)
     new_state = None
     if opt_state is not None:
+        slicing = optimizer_state == "slice"
         new_state = transfer_optimizer_state(
-            optimizer, opt_state, model, new_model, reset=tuple(replacements)
+            optimizer, opt_state, model, new_model,
+            reset=() if slicing else tuple(replacements),
+            sliced={
+                r.name: None if r.kept is None else selection_indices(selective[r.name], r.kept)
+                for r in records
+            } if slicing else None,
         )
     return Compressed(new_model, new_state, tuple(records))

@@ -54,11 +54,7 @@ from compressm_core.schedule import (
     left_chance,
 )
 
-from .optimizer import (
-    hand_over_schedulers,
-    selection_indices,
-    transfer_optimizer,
-)
+from .optimizer import hand_over_schedulers
 from .reduce import _analysed_system, compress, hankel_singular_values, reducible_layers
 from .selective import selective_layers, state_energies
 
@@ -143,24 +139,19 @@ class Compressor:
             return model, optimizer
         compressed = compress(
             model,
+            optimizer,
             ranks=ranks,
             selection=self.schedule.selection,
             gramians=self.gramians,
             seed=self.seed + step,
             calibration=self.calibration,
-        )
-        new_optimizer = transfer_optimizer(
-            optimizer,
-            dict(model.named_parameters()),
-            dict(compressed.model.named_parameters()),
-            reset=tuple(ranks) if self.schedule.optimizer_state == "reset" else (),
-            sliced=_slicing(model, compressed.reductions) if self.schedule.optimizer_state == "slice" else {},
+            optimizer_state=self.schedule.optimizer_state,
         )
         self.cut(step, compressed.reductions, ranks, metric_before, float(evaluate(compressed.model)))
         if self.schedule.net:
             self.pending = Checkpoint(model, optimizer)
-        hand_over_schedulers(schedulers, new_optimizer)
-        return compressed.model, new_optimizer
+        hand_over_schedulers(schedulers, compressed.optimizer)
+        return compressed.model, compressed.optimizer
 
     def cut(
         self,
@@ -225,12 +216,3 @@ class Compressor:
         self.events = events
         self.pending = Checkpoint(pending_model, pending_optimizer) if has_checkpoint else None
 
-
-def _slicing(model: nn.Module, reductions: tuple[LayerReduction, ...]) -> dict[str, dict[str, Tensor] | None]:
-    """Per reduced layer, the entries its optimizer state keeps (``transfer_optimizer``): the
-    ``selection_indices`` of an index selection, None (leading entries) for a truncation."""
-    selective = dict(selective_layers(model))  # a registered adapter's view, not the module
-    return {
-        r.name: None if r.kept is None else selection_indices(selective[r.name], r.kept)
-        for r in reductions
-    }

@@ -59,6 +59,9 @@ def selection_indices(layer: nn.Module, keep: Sequence[int]) -> dict[str, Tensor
     parameter of the new layer (name within the layer), the flat index of each of its
     entries in the old parameter. Found by numbering the old entries in a copy and letting
     ``with_states`` select them; a ValueError names the layer if it does more than select."""
+    if not isinstance(layer, nn.Module):
+        msg = f"optimizer_state='slice' needs selective layers that are modules; {type(layer).__name__} is a view: use 'reset'"
+        raise ValueError(msg)
     probe = copy.deepcopy(layer)
     for parameter in probe.parameters():
         parameter.copy_(torch.arange(parameter.numel()).reshape(parameter.shape))

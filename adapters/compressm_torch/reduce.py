@@ -28,9 +28,10 @@ from compressm_core.layers import (
     reduce_layer_system,
     require_calibration,
 )
+from compressm_core.schedule import OPTIMIZER_STATES, OptimizerState
 
 from .interface import ReducibleSSM
-from .optimizer import transfer_optimizer
+from .optimizer import selection_indices, transfer_optimizer
 from .selective import analysis_device, reduce_selective_layer, selective_layers, state_energies
 
 
@@ -179,6 +180,7 @@ def compress(
     gramians: Gramians = "complex",
     seed: int = 0,
     calibration: Tensor | None = None,
+    optimizer_state: OptimizerState = "reset",
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the optimizer follows.
 
@@ -189,9 +191,13 @@ def compress(
     indices instead, ranked by their energy on the ``calibration`` sequences (batch, L,
     d_input), which they need; the rank then counts energy-spectrum entries. The returned optimizer keeps the
     exact state of every parameter outside the reduced layers; the reduced layers'
-    parameters start afresh (see ``transfer_optimizer``). ``model`` and ``optimizer`` are
-    not modified, so keeping them is a rollback.
+    parameters start afresh (``optimizer_state="reset"``) or keep the moments of their
+    kept coordinates (``"slice"``, see ``transfer_optimizer``). ``model`` and ``optimizer``
+    are not modified, so keeping them is a rollback.
     """
+    if optimizer_state not in OPTIMIZER_STATES:
+        msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {optimizer_state!r}"
+        raise ValueError(msg)
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
         raise ValueError(msg)
@@ -223,10 +229,15 @@ def compress(
         update(new_model)
     new_optimizer = None
     if optimizer is not None:
+        slicing = optimizer_state == "slice"
         new_optimizer = transfer_optimizer(
             optimizer,
             dict(model.named_parameters()),
             dict(new_model.named_parameters()),
-            reset=tuple(replacements),
+            reset=() if slicing else tuple(replacements),
+            sliced={
+                r.name: None if r.kept is None else selection_indices(selective[r.name], r.kept)
+                for r in records
+            } if slicing else None,
         )
     return Compressed(new_model, new_optimizer, tuple(records))

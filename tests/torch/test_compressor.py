@@ -282,3 +282,15 @@ def test_the_run_budget_bounds_the_combined_error():
     for name, bound in bounds.items():  # energy "sum": the combined bound is 2 * discarded <= 2 tau E0
         assert bound == pytest.approx(2 * state.discarded_energy[name])
         assert bound <= 2 * 0.2 * state.original_energy[name] + 1e-9
+
+
+def test_compress_takes_the_optimizer_state_rule_and_refuses_unknown_ones():
+    from compressm_torch import compress
+
+    model, optimizer = _setup()
+    sliced = compress(model, optimizer, ranks={"blocks.0.ssm": 20}, optimizer_state="slice")
+    parameter = dict(sliced.model.named_parameters())["blocks.0.ssm.nu_log"]
+    old = optimizer.state[dict(model.named_parameters())["blocks.0.ssm.nu_log"]]["exp_avg"]
+    assert torch.equal(sliced.optimizer.state[parameter]["exp_avg"], old[:20])
+    with pytest.raises(ValueError, match=r"`optimizer_state` must be one of \('reset', 'slice'\), got 'keep'"):
+        compress(model, optimizer, ranks={"blocks.0.ssm": 20}, optimizer_state="keep")
