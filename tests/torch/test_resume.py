@@ -115,6 +115,7 @@ def test_killed_run_loses_only_the_steps_since_the_last_checkpoint(uninterrupted
     assert without_timings(record.metrics()) == without_timings(uninterrupted[2].metrics())
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     output = tmp_path / "run"
     argv = ["train", "--task", "digits", "--max-train", "300", "--steps", "100000", "--batch-size", "16", "--d-model", "4",
