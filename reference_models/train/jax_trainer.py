@@ -178,7 +178,7 @@ def train(
     if resume:
         model, opt_state, key, record, best, compressor, state = _restore(output / CHECKPOINT, config, optimizer, compressor, batches, mesh)
         start_step, elapsed = state["step"], state["elapsed_s"]
-        files = RunFiles(config, record, output, resume_step=start_step)
+        files = RunFiles(config, record, output, resume_step=start_step, write=jax.process_index() == 0)
         files.restore_accumulated(state["accumulated"])
     else:
         key = jax.random.key(config.seed)
@@ -189,7 +189,7 @@ def train(
         record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.compressible_layers(model)])
         record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
         best, start_step, elapsed = None, 0, 0.0
-        files = RunFiles(config, record, output)
+        files = RunFiles(config, record, output, write=jax.process_index() == 0)
     record.device = ", ".join(f"{device.platform}:{device.id}" for device in mesh.devices.flat)
     validate = lambda m: evaluate(m, data.x_val, data.y_val, kind)  # noqa: E731
     bar = progress_bar(config, start_step, label=label, enabled=progress, metric=record.metric_name, backend=" (jax)")

@@ -25,9 +25,12 @@ def _trainer(backend: str) -> Any:
 
 
 def is_main_process(backend: str) -> bool:
-    """Whether this process writes: every process but ranks > 0 of a ``torchrun`` launch."""
+    """Whether this process writes: rank 0 of a ``torchrun`` launch, JAX process 0 of a
+    multi-host run, the only process otherwise."""
     if backend != "torch":
-        return True
+        import jax
+
+        return jax.process_index() == 0
     from .distributed import is_main_process as torch_is_main
 
     return torch_is_main()
