@@ -44,7 +44,7 @@ from compressm_core.schedule import ReductionSchedule
 from .compressor import Compressor
 from .optimizer import transfer_optimizer
 from .reduce import MODEL_UPDATES, Compressed, set_submodule
-from .selective import register_selective_adapter, selective_layers, state_energies
+from .selective import analysis_device, register_selective_adapter, selective_layers, state_energies
 
 #: The ``transformers`` mixer classes handled here (exact types).
 MIXER_TYPES = (MambaMixer, Mamba2Mixer)
@@ -142,14 +142,19 @@ def _causal_conv(mixer: nn.Module, x: Tensor) -> Tensor:
     return mixer.act(mixer.conv1d(x)[..., : x.shape[-1]])
 
 
+def _double(tensor: Tensor) -> Tensor:
+    """``tensor`` in float64 on ``analysis_device`` (the CPU for an MPS tensor)."""
+    return tensor.to(analysis_device(tensor.device), torch.float64)
+
+
 def _mamba_system(mixer: MambaMixer, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     x, _ = mixer.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
     x = _causal_conv(mixer, x).transpose(1, 2)  # (batch, L, d_inner)
     n = mixer.ssm_state_size
     step, B, C = torch.split(mixer.x_proj(x), [mixer.time_step_rank, n, n], dim=-1)
-    dt = F.softplus(mixer.dt_proj(step).double())[..., None]  # (batch, L, d_inner, 1)
-    A = -torch.exp(mixer.A_log.double())  # (d_inner, N)
-    return torch.exp(dt * A), dt * B.double()[:, :, None, :], C.double()
+    dt = F.softplus(_double(mixer.dt_proj(step)))[..., None]  # (batch, L, d_inner, 1)
+    A = -torch.exp(_double(mixer.A_log))  # (d_inner, N)
+    return torch.exp(dt * A), dt * _double(B)[:, :, None, :], _double(C)
 
 
 def _mamba2_system(mixer: Mamba2Mixer, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,15 +164,15 @@ def _mamba2_system(mixer: Mamba2Mixer, hidden: Tensor) -> tuple[Tensor, Tensor, 
     xBC = _causal_conv(mixer, xBC.transpose(1, 2)).transpose(1, 2)
     _, B, C = torch.split(xBC, [inner, groups * n, groups * n], dim=-1)
     low, high = mixer.time_step_limit
-    dt = F.softplus(step.double() + mixer.dt_bias.double()).clamp(low, high)  # (batch, L, heads)
-    abar = torch.exp(dt * -torch.exp(mixer.A_log.double()))
+    dt = F.softplus(_double(step) + _double(mixer.dt_bias)).clamp(low, high)  # (batch, L, heads)
+    abar = torch.exp(dt * -torch.exp(_double(mixer.A_log)))
 
     def per_channel(per_head: Tensor) -> Tensor:  # (batch, L, heads, N) -> (batch, L, d_inner, N)
         shape = (batch, length, heads, mixer.head_dim, n)
         return per_head[:, :, :, None, :].expand(shape).reshape(batch, length, inner, n)
 
     def per_head(per_group: Tensor) -> Tensor:  # (batch, L, groups * N) -> (batch, L, heads, N)
-        return per_group.double().view(batch, length, groups, n).repeat_interleave(heads // groups, dim=2)
+        return _double(per_group).view(batch, length, groups, n).repeat_interleave(heads // groups, dim=2)
 
     abar = per_channel(abar[..., None].expand(batch, length, heads, n))
     return abar, per_channel(dt[..., None] * per_head(B)), per_channel(per_head(C))

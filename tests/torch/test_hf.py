@@ -1,5 +1,9 @@
 """compressm_torch.hf on tiny random transformers Mamba and Mamba-2 models."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -237,3 +241,10 @@ def test_bad_arguments_raise_and_name_the_value():
         chf.compress(torch.nn.Linear(2, 2), calibration=ids, ranks={})
     with pytest.raises(ValueError, match=r"`keep` must hold distinct state indices in \[0, 7\]"):
         chf.MixerView(chf.mamba_mixers(model)[0][1]).with_states([1, 1])
+
+
+def test_importing_compressm_torch_does_not_import_transformers():
+    code = "import sys, compressm_torch; print('transformers' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "False"
