@@ -1,4 +1,7 @@
-"""compressm_torch: in-training compression of PyTorch SSMs with compressm_core."""
+"""compressm_torch: in-training compression of PyTorch SSMs with compressm_core.
+
+``compressm_torch.hf`` (Hugging Face ``transformers`` Mamba / Mamba-2) is imported explicitly.
+"""
 
 from compressm_core.layers import CompressionEvent, Judgement
 
@@ -14,7 +17,12 @@ from .reduce import (
     reduce_layer,
     reducible_layers,
 )
-from .selective import ReducibleSelectiveSSM, selective_layers, state_energies
+from .selective import (
+    ReducibleSelectiveSSM,
+    register_selective_adapter,
+    selective_layers,
+    state_energies,
+)
 
 __all__ = [
     "Checkpoint",
@@ -31,6 +39,7 @@ __all__ = [
     "hankel_singular_values",
     "reduce_layer",
     "reducible_layers",
+    "register_selective_adapter",
     "selective_layers",
     "state_energies",
     "transfer_optimizer",

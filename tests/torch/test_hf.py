@@ -248,3 +248,12 @@ def test_importing_compressm_torch_does_not_import_transformers():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixers_are_compressible_layers_through_the_registered_view(kind):
+    model = tiny_model(kind)
+    layers = ct.compressible_layers(model)
+    assert [name for name, _ in layers] == [name for name, _ in chf.mamba_mixers(model)]
+    assert all(isinstance(layer, chf.MixerView) and layer.state_dim == 8 for _, layer in layers)
+    assert isinstance(layers[0][1], ct.ReducibleSelectiveSSM)
