@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 import compressm_torch as ct
 import compressm_torch.hf as chf
+from compressm_core.layers import CompressionEvent
 from compressm_core.schedule import ReductionSchedule
 
 KINDS = ("mamba", "mamba2")
@@ -211,7 +212,7 @@ def run_seed(kind: str, setup: Setup, splits: dict[str, np.ndarray], seed: int, 
         }
     result["cuts"] = [
         {"step": event.step, "sizes": {r.name: r.new_dim for r in event.reductions}}
-        for event in compressor.events if hasattr(event, "reductions")
+        for event in compressor.events if isinstance(event, CompressionEvent)
     ]
     if compressm_only:
         return result

@@ -32,6 +32,7 @@ from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
 
 from compressm_core.balancing import Energy
 from compressm_core.layers import (
+    CompressionEvent,
     LayerReduction,
     Selection,
     check_layer_names,
@@ -41,7 +42,7 @@ from compressm_core.layers import (
 )
 from compressm_core.schedule import ReductionSchedule
 
-from .compressor import Compressor
+from .compressor import Checkpoint, Compressor
 from .optimizer import transfer_optimizer
 from .reduce import MODEL_UPDATES, Compressed, set_submodule
 from .selective import analysis_device, register_selective_adapter, selective_layers, state_energies
@@ -366,10 +367,30 @@ class CompreSSMTrainerCallback(transformers.TrainerCallback):
         )
         if new_model is model:
             return
+        pending = self.compressor.pending
+        if pending is not None and pending.model is model:  # the checkpoint must outlive the swap
+            self.compressor.pending = Checkpoint(_shell(model), _shell_optimizer(optimizer))
         for name, child in list(new_model.named_children()):
             setattr(model, name, child)
         record_state_sizes(model)
         _replace_in_place(optimizer, new_optimizer)
+
+
+def _shell(model: nn.Module) -> nn.Module:
+    """A shallow copy of ``model`` that keeps its current submodules when ``model``'s change."""
+    shell = copy.copy(model)
+    shell._modules, shell._parameters, shell._buffers = (
+        dict(model._modules), dict(model._parameters), dict(model._buffers)
+    )
+    return shell
+
+
+def _shell_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """A shallow copy of ``optimizer`` that keeps its current parameters and state when
+    ``_replace_in_place`` changes ``optimizer``."""
+    shell = copy.copy(optimizer)
+    shell.param_groups = [dict(group) for group in optimizer.param_groups]
+    return shell
 
 
 def compressor_step(
@@ -394,7 +415,7 @@ def compressor_step(
 def _kept_entries(model: nn.Module, events: Sequence, step: int) -> dict[str, dict[str, KeptEntries]] | None:
     """The kept entries of every mixer cut at ``step`` (from the new ``events``), or None when
     nothing was cut there (a rollback) or a cut does not say which states it kept."""
-    cuts = [event for event in events if getattr(event, "step", None) == step and hasattr(event, "reductions")]
+    cuts = [event for event in events if isinstance(event, CompressionEvent) and event.step == step]
     if not cuts:
         return None
     mixers = dict(mamba_mixers(model))

@@ -126,3 +126,25 @@ def test_the_trainer_callback_slices_the_moments_of_the_kept_states(tmp_path):
         assert torch.equal(state["exp_avg"], old_avg.index_select(axis, rows))
         assert torch.equal(state["exp_avg_sq"], old_avg_sq.index_select(axis, rows))
 
+
+
+def test_a_rollback_in_the_trainer_callback_restores_the_model_in_place(tmp_path):
+    model, calibration = tiny_mamba(), token_ids(4, 0)
+    data = [{"input_ids": ids, "labels": ids} for ids in token_ids(40, 1)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=10, per_device_train_batch_size=4, report_to=[],
+        save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    judged = ReductionSchedule(
+        total_steps=10, interval=3, start=3, reduce_until=1.0, tau=0.3, safety_net=True,
+        recovery_steps=2, rollback_tolerance=0.0,
+    )
+    callback = chf.CompreSSMTrainerCallback(judged, calibration, evaluate=lambda m: float(sum(sizes(m))))
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
+    trainer.train()
+    assert [type(event).__name__ for event in callback.events] == ["CompressionEvent", "Judgement"]
+    assert callback.events[1].rolled_back and trainer.model is model
+    assert sizes(model) == [8, 8] and model.config.compressm_state_sizes == [8, 8]
+    inner = trainer.optimizer.optimizer
+    assert {id(p) for group in inner.param_groups for p in group["params"]} == {id(p) for p in model.parameters()}
+    assert trainer.lr_scheduler.optimizer is trainer.optimizer
