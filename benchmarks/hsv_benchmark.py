@@ -204,6 +204,12 @@ def ours(poles: Any, B: Any, C: Any) -> Any:
     return cc.hankel_singular_values(cc.DiagonalStateSpace(poles, B, C))
 
 
+def ours_cholesky(poles: Any, B: Any, C: Any) -> Any:
+    """Ours with Cholesky factors chosen statically (under jax.jit, factor="auto" is "eigh",
+    valid for semidefinite Gramians too but an eigendecomposition per Gramian)."""
+    return cc.hankel_singular_values(cc.DiagonalStateSpace(poles, B, C), factor="cholesky")
+
+
 def authors_torch(poles: Any, B: Any, C: Any) -> Any:
     """(a) in torch: closed-form Gramians, then sqrt|eigvals(P Q)| sorted descending."""
     import torch
@@ -318,8 +324,8 @@ def build_methods(
             Method(f"ours-jax{suffix}", f"ours ({jax_name})", on_jax(jax_device, ours), context=jax_x64),
             Method(
                 f"ours-jax-jit{suffix}",
-                f"ours ({jax_name}, jax.jit)",
-                on_jax(jax_device, ours, jit=True),
+                f"ours ({jax_name}, jax.jit, factor='cholesky')",
+                on_jax(jax_device, ours_cholesky, jit=True),
                 context=jax_x64,
             ),
             Method(
@@ -710,6 +716,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="cpu",
         help="where the torch and JAX rows run (cuda falls back to the CPU, with a note, without a GPU)",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=None,
+        help="comma-separated method keys to run (e.g. ours-jax,authors-jax); sqrt-ref always runs",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--json", metavar="PATH", help="also write the rows and machine information as JSON"
@@ -729,6 +741,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[Stage], list[str]]:
     if device_note:
         print(device_note, file=sys.stderr, flush=True)
     methods, notes = build_methods(args.skip_slicot, args.slicot_max_n, device)
+    if args.only:
+        methods = [m for m in methods if m.key in args.only or m.key == "sqrt-ref"]
     notes += [device_note] if device_note else []
     rows, stages = [], []
     for config in configurations(args.sizes, args.quick, not args.no_batch):

@@ -13,6 +13,8 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import array_api_compat
+
 from . import _array as _a
 from .gramians import FactorMethod, common_dtype_gramians, gramian_factor, gramian_factors
 from .systems import DiagonalStateSpace, StateSpace, System
@@ -48,8 +50,9 @@ def hankel_singular_values(
     eigenvalue problem instead of two factorisations and an SVD (2-3x cheaper), absolute error
     ~ eps sigma_1^2 / sigma_i, so small values lose digits. ``"auto"``: "eigh", kept where
     ``sigma_n >= 100 sqrt(eps) sigma_1`` (then every value is within ~sqrt(eps)/200 sigma_1,
-    7e-11 sigma_1 in float64) and recomputed by "svd" otherwise; while traced (``jax.jit``,
-    ``torch.compile``), where that test cannot be read, "auto" is "svd". ``factor`` chooses the
+    7e-11 sigma_1 in float64) and recomputed by "svd" otherwise. "auto" is "svd" for JAX arrays
+    (JAX's eigvalsh computes the eigenvectors too, which makes it slower than its values-only
+    SVD) and while traced (``torch.compile``), where the test cannot be read. ``factor`` chooses the
     Gramian factorisation (see ``gramian_factor``).
 
     Examples
@@ -67,7 +70,7 @@ def hankel_singular_values(
     xp = sys.xp
     P, Q = common_dtype_gramians(sys)
     Lp = gramian_factor(P, method=factor)
-    if method == "auto" and _a.is_traced(Lp):
+    if method == "auto" and (_a.is_traced(Lp) or array_api_compat.is_jax_namespace(xp)):
         method = "svd"
     if method != "svd":
         hsv = _values_by_eigh(Lp, Q, xp)
