@@ -67,12 +67,6 @@ class MixerView:
         """The mixer's state size N (Mamba-2: per group)."""
         return int(self.mixer.ssm_state_size)
 
-    def parameters(self):
-        return self.mixer.parameters()
-
-    def named_parameters(self, *args, **kwargs):
-        return self.mixer.named_parameters(*args, **kwargs)
-
     def time_varying_system(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(abar, bbar, C)`` in float64 on the mixer's input ``hidden`` (batch, L, hidden_size),
         recomputed as the mixer does (in_proj, causal conv1d and activation, projections, softplus
