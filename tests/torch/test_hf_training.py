@@ -54,6 +54,14 @@ def test_the_compressor_reduces_a_transformers_mamba_in_a_plain_loop():
     assert model.generate(calibration[:1, :4], max_new_tokens=3, min_new_tokens=3, do_sample=False).shape == (1, 7)
 
 
+def training_arguments(tmp_path, max_steps, **kwargs):
+    """Quiet CPU Trainer settings: batches of 4, no checkpoints, no logging."""
+    return transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4, report_to=[],
+        save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, **kwargs,
+    )
+
+
 class Recorder(transformers.TrainerCallback):
     """The optimizer and scheduler objects at every step."""
 
@@ -67,11 +75,7 @@ class Recorder(transformers.TrainerCallback):
 def test_the_trainer_callback_reduces_in_place_and_keeps_the_lr_scheduler(tmp_path):
     model, calibration = tiny_mamba(), token_ids(4, 0)
     data = [{"input_ids": ids, "labels": ids} for ids in token_ids(48, 1)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=4, learning_rate=1e-2,
-        lr_scheduler_type="linear", report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, disable_tqdm=True, seed=0,
-    )
+    args = training_arguments(tmp_path, 12, learning_rate=1e-2, lr_scheduler_type="linear")
     callback, recorder = chf.CompreSSMTrainerCallback(schedule(12), calibration), Recorder()
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback, recorder])
     trainer.train()
@@ -100,10 +104,7 @@ class Snapshot(transformers.TrainerCallback):
 def test_the_trainer_callback_slices_the_moments_of_the_kept_states(tmp_path):
     model, calibration = tiny_mamba(), token_ids(4, 0)
     data = [{"input_ids": ids, "labels": ids} for ids in token_ids(24, 1)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, report_to=[],
-        save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
-    )
+    args = training_arguments(tmp_path, 6)
     cut_at_the_end = ReductionSchedule(
         total_steps=6, interval=3, start=6, reduce_until=1.0, tau=0.3, rollback_tolerance=math.inf
     )
@@ -131,10 +132,7 @@ def test_the_trainer_callback_slices_the_moments_of_the_kept_states(tmp_path):
 def test_a_rollback_in_the_trainer_callback_restores_the_model_in_place(tmp_path):
     model, calibration = tiny_mamba(), token_ids(4, 0)
     data = [{"input_ids": ids, "labels": ids} for ids in token_ids(40, 1)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=10, per_device_train_batch_size=4, report_to=[],
-        save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
-    )
+    args = training_arguments(tmp_path, 10)
     judged = ReductionSchedule(
         total_steps=10, interval=3, start=3, reduce_until=1.0, tau=0.3, safety_net=True,
         recovery_steps=2, rollback_tolerance=0.0,
