@@ -57,7 +57,8 @@ class RunRecord:
         self, step: int, wall_clock_s: float, val_metric: float, dims: list[int], train_loss: float | None = None
     ) -> bool:
         """Record an evaluation (``train_loss``: mean over the training batches since the last
-        one); True when ``val_metric`` is the best so far (its step becomes ``best_val_step``)."""
+        one); True when ``val_metric`` is the best since the last kept cut (its step becomes
+        ``best_val_step``): a model from before a cut, at larger dims, never counts as the best."""
         self.current_dims = list(dims)
         self.completed_steps = step
         best = [e[f"val_{self.metric_name}"] for e in self.evaluations if e["step"] == self.best_val_step]
@@ -86,6 +87,7 @@ class RunRecord:
             return
         if event.reductions:
             self.hsv_snapshot(event.step, {r.name: r.hsv for r in event.reductions})
+            self.best_val_step = None  # the best model is one at the new dims (the authors' rule)
         for reduction in event.reductions:
             self.reductions.append({
                 "step": event.step,
