@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         base, options, command = _defaults(argv)
         args = _parser(base, options, command).parse_args(argv)
         backend = args.backend
+        from .train.comparison_report import headline
         from .train.config_file import write_config
         from .train.outputs import prepare_output
         from .train.run import (  # heavy imports after argument parsing
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 rerun = {"seeds": list(args.seeds), "arms": list(args.arms)} | ({"taus": taus} if taus else {})
                 write_config(config, output / "config.toml", command=args.command, options=rerun)
                 print(f"{comparison.table}\n\ntables, metrics, checkpoints and plots in {output}")
+                print("\n".join(["", *headline(comparison.summary)]))
             if comparison.failures:
                 failed = ", ".join(f"{f['arm']} (tau {f['tau']}, seed {f['seed']}): {f['error']['type']}" for f in comparison.failures)
                 print(f"compressm: {len(comparison.failures)} arm(s) failed: {failed}; the errors are in "

@@ -251,3 +251,45 @@ def summary(rows: list[Row], results: list[ArmResult], metric: str) -> dict[str,
             if r.status != "done"
         ],
     }
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    """One plain sentence per tolerance: CompreSSM's total state against the full model's, its
+    speed-up, and its paired difference (test metric at the last step) to small-from-scratch
+    and to the full model; accuracy in points, MSE as a ratio. Empty without those arms."""
+    rows = {(row["arm"], row["tau"]): row for row in summary["rows"] if row["seeds"]}
+    full = next((row for (arm, _), row in rows.items() if arm == "full"), None)
+    paired = {(e["tau"], e["versus"]): e for e in summary["paired_summary"] if e["at"] == "last"}
+    sentences = []
+    for (arm, tau), row in rows.items():
+        if arm != "compressm" or full is None:
+            continue
+        speed_up = statistics.mean(full["wall_clock_s"]) / statistics.mean(row["wall_clock_s"])
+        seeds = len(row["seeds"])
+        text = (
+            f"CompreSSM (tau {tau:g}, {seeds} seed{'s' if seeds > 1 else ''}) cut the state from "
+            f"{full['total_state_dim']:g} to {row['total_state_dim']:.3g} in total and trained {speed_up:.1f}x "
+            f"faster than the full model"
+        )
+        comparisons = []
+        for partner, name in (("small", "small-from-scratch at the same size"), ("full", "the full model")):
+            entry = paired.get((tau, partner))
+            other = rows.get((partner, tau if partner == "small" else None))
+            if entry is None or other is None:
+                continue
+            wins = f"better in {entry['wins']} of {len(entry['improvements'])} seeds"
+            if summary["higher_is_better"]:
+                points = 100 * entry["mean"]
+                side = "above" if points >= 0 else "below"
+                comparisons.append(f"{abs(points):.1f} points {side} {name} ({wins})")
+                quantity = "test accuracy"
+            else:
+                ratio = other["mean"] / row["mean"]
+                side = "lower" if ratio >= 1 else "higher"
+                factor = ratio if ratio >= 1 else 1 / ratio
+                comparisons.append(f"{factor:.2g}x {side} than {name} ({wins})")
+                quantity = "test MSE"
+        if comparisons:
+            text += f"; at the last step its {quantity} is " + " and ".join(comparisons)
+        sentences.append(text + ".")
+    return sentences

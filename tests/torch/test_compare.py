@@ -235,3 +235,31 @@ def test_resume_continues_an_interrupted_arm_from_its_checkpoint(tmp_path):
     assert calls == [("full_seed0", False), ("compressm_seed0", False), ("small_seed0", False), ("small_seed0", True)]
     small = next(row for row in resumed.summary["rows"] if row["arm"] == "small")
     assert small["values"] == [finished["test_accuracy"]] and small["final_state_dims"] == [finished["final_state_dims"]]
+
+
+def test_headline_states_size_speed_and_paired_points():
+    from reference_models.train.comparison_report import headline
+
+    def row(arm, tau, mean, dims, seconds):
+        return {"arm": arm, "tau": tau, "seeds": [0, 1], "mean": mean, "total_state_dim": dims, "wall_clock_s": seconds}
+
+    def paired(versus, improvements):
+        return {"tau": 0.5, "versus": versus, "at": "last", "improvements": improvements,
+                "mean": sum(improvements) / 2, "wins": sum(v > 0 for v in improvements)}
+
+    summary = {
+        "higher_is_better": True,
+        "rows": [row("full", None, 0.94, 256, [60.0, 60.0]), row("compressm", 0.5, 0.88, 13, [20.0, 40.0]),
+                 row("small", 0.5, 0.80, 13, [10.0, 10.0])],
+        "paired_summary": [paired("small", [0.10, 0.06]), paired("full", [-0.07, -0.05])],
+    }
+    (sentence,) = headline(summary)
+    assert sentence == (
+        "CompreSSM (tau 0.5, 2 seeds) cut the state from 256 to 13 in total and trained 2.0x faster than the "
+        "full model; at the last step its test accuracy is 8.0 points above small-from-scratch at the same size "
+        "(better in 2 of 2 seeds) and 6.0 points below the full model (better in 0 of 2 seeds)."
+    )
+    regression = summary | {"higher_is_better": False, "rows": [row("full", None, 0.003, 64, [60.0]),
+                            row("compressm", 0.5, 0.006, 11, [30.0]), row("small", 0.5, 0.015, 11, [20.0])]}
+    assert "test MSE is 2.5x lower than small-from-scratch" in headline(regression)[0]
+    assert "2x higher than the full model" in headline(regression)[0]
