@@ -158,8 +158,9 @@ def factor_product(system: DiagonalStateSpace) -> Array:
 
 
 def product_movements(history: Sequence[np.ndarray], product: np.ndarray) -> list[float]:
-    """``||product - M_j||_F`` for every remembered product ``M_j`` of the same shape."""
-    return [float(np.linalg.norm(product - old)) for old in history if old.shape == product.shape]
+    """``||product - M_j||_2`` (spectral norm: the tightest Weyl bound) for every remembered
+    product ``M_j`` of the same shape."""
+    return [float(np.linalg.norm(product - old, ord=2)) for old in history if old.shape == product.shape]
 
 
 def remember_product(history: Sequence[np.ndarray], product: np.ndarray, count: int) -> list[np.ndarray]:

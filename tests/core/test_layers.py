@@ -5,7 +5,7 @@ import pytest
 
 import compressm_core as cc
 from compressm_core import layers
-from compressm_core.schedule import ReductionSchedule
+from compressm_core.schedule import ReductionSchedule, ScheduleState
 
 
 def _lru_like(n=10, seed=0):
@@ -96,3 +96,74 @@ def test_layer_name_and_calibration_checks_name_what_is_wrong():
     layers.require_calibration(["s"], np.zeros((1, 2, 3)))
     with pytest.raises(ValueError, match=r"selective layers \['s'\].*`calibration`"):
         layers.require_calibration(["s"], None)
+
+
+# --- the schedule's memory: factor products, events, budgets ---------------------------
+
+
+def test_factor_product_of_one_state_is_its_hankel_singular_value():
+    # x+ = a x + b u, y = c x: P = |b|^2 / (1 - |a|^2), Q = |c|^2 / (1 - |a|^2), sigma = sqrt(P Q)
+    a, b, c = 0.6 + 0.3j, 2.0 - 1.0j, 0.5j
+    system = cc.DiagonalStateSpace(np.array([a]), np.array([[b]]), np.array([[c]]))
+    M = layers.factor_product(system)
+    assert abs(abs(M[0, 0]) - abs(b) * abs(c) / (1 - abs(a) ** 2)) < 1e-12
+    many = _lru_like()
+    np.testing.assert_allclose(np.linalg.svd(layers.factor_product(many), compute_uv=False), cc.hankel_singular_values(many), rtol=1e-9)
+
+
+def test_product_movements_and_memory():
+    history = [np.diag([3.0, 1.0]), np.diag([3.0, 1.0, 0.1])]
+    assert layers.product_movements(history, np.diag([3.2, 1.1])) == pytest.approx([0.2])  # other shapes skipped
+    kept = layers.remember_product([np.eye(2) * k for k in range(3)], np.eye(2) * 9, 2)
+    assert [m[0, 0] for m in kept] == [2.0, 9.0]
+    assert [m.shape for m in layers.remember_product([np.eye(3)], np.eye(2), 2)] == [(2, 2)]
+    memory = {"a": [np.array([[1 + 2j, 0], [0, 3j]])]}
+    back = layers.products_from_json(layers.products_to_json(memory))
+    np.testing.assert_array_equal(back["a"][0], memory["a"][0])
+
+
+def _cut(step, name="a", bound=1.0, old=8, new=4):
+    reduction = layers.LayerReduction(name, old, new, np.arange(old, 0, -1.0), bound)
+    return layers.CompressionEvent(step, (reduction,), 0.9, 0.5)
+
+
+def test_events_round_trip_and_the_combined_bound_counts_kept_cuts():
+    import json
+
+    cut1, cut2, cut3 = _cut(10, bound=0.5), _cut(20, bound=0.25, old=4, new=2), _cut(30, name="b", bound=None)
+    undone = layers.Judgement(40, 20, cut2.reductions, 0.9, 0.7, True)
+    events = [cut1, cut2, undone, cut3]
+    back = [layers.event_from_dict(json.loads(json.dumps(layers.event_to_dict(e)))) for e in events]
+    assert [type(e) for e in back] == [type(e) for e in events]
+    assert (back[2].step, back[2].cut_step, back[2].metric_after, back[2].rolled_back) == (40, 20, 0.7, True)
+    assert back[0].step == 10 and back[0].reductions[0].error_bound == 0.5
+    np.testing.assert_array_equal(back[1].reductions[0].hsv, cut2.reductions[0].hsv)
+    assert layers.combined_error_bounds(events) == {"a": 0.5}  # cut2 was rolled back; b has no bound
+    assert [e.step for e in layers.kept_cuts(events)] == [10, 30]
+    with pytest.raises(ValueError, match="kind"):
+        layers.event_from_dict({**layers.event_to_dict(cut1), "kind": "other"})
+
+
+def test_plan_check_spends_the_run_budget_and_needs_the_certificate():
+    run = ReductionSchedule(total_steps=100, interval=10, tau=0.25, budget="run", gate=1.0)
+    ranks, state = layers.plan_check(run, ScheduleState(), {"a": [8.0, 4.0, 2.0, 1.0, 1.0]})
+    assert ranks == {"a": 2} and state.original_energy == {"a": 16.0}
+    certified = ReductionSchedule(total_steps=100, interval=10, tau=0.25, timing="certified", certify_over=1, gate=1.0)
+    hsv = {"a": [8.0, 4.0, 2.0, 1.0, 1.0]}  # planned rank 2 (8 + 4 >= 0.75 * 16): gap 4 - 2 = 2
+    assert layers.plan_check(certified, ScheduleState(), hsv, {"a": [0.99]})[0] == {"a": 2}
+    assert layers.plan_check(certified, ScheduleState(), hsv, {"a": [1.0]})[0] == {}
+    assert layers.plan_check(certified, ScheduleState(), hsv)[0] == {}  # no earlier check
+
+
+def test_a_judgement_needs_a_pending_cut_and_a_state_needs_its_checkpoint():
+    net = ReductionSchedule(total_steps=100, interval=10, tau=0.1, safety_net=True)
+    with pytest.raises(ValueError, match="no cut awaits judgement"):
+        layers.record_judgement(net, ScheduleState(), [], 20, 0.5)
+    state, memory, event = layers.record_cut(net, ScheduleState(), {"a": [np.eye(2)]}, 10, _cut(10).reductions, {"a": 4}, 0.9, 0.5)
+    assert memory == {} and state.discarded_energy == {"a": 1.0 + 2.0 + 3.0 + 4.0}  # HSVs 8..1, kept 4
+    after, judgement = layers.record_judgement(net, state, [event], 20, 0.85)
+    assert judgement.rolled_back and after.stopped and after.discarded_energy == {"a": 0.0}
+    data = layers.compressor_state(state, [event], {})
+    with pytest.raises(ValueError, match="checkpoint"):
+        layers.read_compressor_state(data, has_checkpoint=False)
+    assert layers.read_compressor_state(data, has_checkpoint=True)[0] == state
