@@ -28,7 +28,7 @@ def uninterrupted(tmp_path_factory):
 def test_interrupted_jax_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypatch, stop_at, without_timings):
     _, model, record = uninterrupted
     stop_at(jax_trainer, 5)  # after the cut at step 4, before those at 8 and 12
-    with pytest.raises(RunInterrupted, match="SIGINT at step 6"):
+    with pytest.raises(RunInterrupted, match="SIGTERM at step 6"):
         jax_trainer.train(TINY, progress=False, output=tmp_path)
     monkeypatch.undo()
     resumed, resumed_record = jax_trainer.train(TINY, progress=False, output=tmp_path, resume=True)
@@ -45,7 +45,7 @@ def test_jax_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, mo
     model, record = jax_trainer.train(config, progress=False)
     assert [(r["step"], r["judged_step"]) for r in record.rollbacks] == [(8, 11)]
     stop_at(jax_trainer, 8)
-    with pytest.raises(RunInterrupted, match="SIGINT at step 9"):
+    with pytest.raises(RunInterrupted, match="SIGTERM at step 9"):
         jax_trainer.train(config, progress=False, output=tmp_path)
     assert load_training_state(tmp_path / "checkpoint.safetensors").pending_model is not None
     monkeypatch.undo()
