@@ -60,7 +60,7 @@ def parsed_runs(monkeypatch, tmp_path, argv: list[str]) -> list[tuple[TrainConfi
     def fake_compare(config, output, **kwargs):
         seen.append((config, {"output": output, **kwargs}))
         output.mkdir(parents=True, exist_ok=True)
-        return SimpleNamespace(table="table", failures=[])
+        return SimpleNamespace(table="table", failures=[], summary={"rows": [], "paired_summary": []})
 
     monkeypatch.setattr(run, "run_and_save", fake_run)
     monkeypatch.setattr(run, "compare", fake_compare)
@@ -193,3 +193,28 @@ def test_compare_writes_a_config_that_reruns_it(monkeypatch, tmp_path):
     assert {key: options_again[key] for key in ("seeds", "arms", "taus")} == {
         "seeds": (3, 4), "arms": ["full", "hnn"], "taus": [0.05, 0.2]
     }
+
+
+@pytest.fixture
+def torch_threads():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_torch_runs_use_one_thread_unless_told(monkeypatch, torch_threads):
+    torch_threads.set_num_threads(2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cli._limit_threads(None)
+    assert torch_threads.get_num_threads() == 1
+    cli._limit_threads(2)
+    assert torch_threads.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    cli._limit_threads(None)  # the user's setting stands
+    assert torch_threads.get_num_threads() == 2
+
+
+def test_threads_must_be_positive(capsys):
+    assert cli.main(["train", "--threads", "0", "--steps", "10"]) == 2
+    assert "`--threads` must be a positive integer, got 0" in capsys.readouterr().err
