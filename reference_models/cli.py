@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             metric = next(key for key in metrics if key.startswith("test_"))
             dims = metrics["final_state_dims"]
             if is_main_process(config.backend):
-                print(f"{metric} {metrics[metric]:.4f}, final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
+                best = f"{metrics[metric + '_at_best_val']:.4f} at the best validation step {metrics['best_val_step']}"
+                print(f"{metric} {metrics[metric]:.4f} ({best}), final state dims {dims}, {metrics['wall_clock_s']:.1f} s -> {output}")
         else:
             output = _output_folder(args, args.command)
             comparison = compare(

@@ -55,7 +55,7 @@ def parsed_runs(monkeypatch, tmp_path, argv: list[str]) -> list[tuple[TrainConfi
 
     def fake_run(config, output, *, progress=True, **kwargs):
         seen.append((config, {"output": output}))
-        return {"test_accuracy": 0.0, "final_state_dims": [1], "wall_clock_s": 0.0}
+        return {"test_accuracy": 0.0, "test_accuracy_at_best_val": 0.0, "best_val_step": 1, "final_state_dims": [1], "wall_clock_s": 0.0}
 
     def fake_compare(config, output, **kwargs):
         seen.append((config, {"output": output, **kwargs}))
