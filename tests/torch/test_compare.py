@@ -186,7 +186,7 @@ def test_sweep_flag_defaults_to_log_spaced_taus(tmp_path, monkeypatch):
     def record(config, output, *args, **kwargs):
         seen.update(kwargs)
         output.mkdir(parents=True, exist_ok=True)
-        return Comparison("table", {"failures": []})
+        return Comparison("table", {"failures": [], "rows": [], "paired_summary": [], "higher_is_better": True})
 
     monkeypatch.setattr(run_module, "run_comparison", record)
     assert SWEEP_TAUS == pytest.approx([0.01 * 2**k for k in range(6)])
