@@ -92,6 +92,21 @@ def _ranks(partial: Array, threshold: Array, xp: Any) -> Array:
     return xp.sum(short, axis=-1) + 1
 
 
+def _expected_rank(
+    lower: Array, threshold: Array, previous_top: Array | None, b: int, xp: Any
+) -> Array:
+    """The rank where it is reached, else k plus the columns that the missing energy would
+    need at the rate the last block gained (gains shrink, so this underestimates)."""
+    k = lower.shape[-1]
+    reached = xp.astype(_ranks(lower, threshold, xp), lower.dtype)
+    if previous_top is None:
+        return reached
+    missing = xp.clip(threshold - lower[..., -1], min=0.0)
+    gain = lower[..., -1] - previous_top
+    blocks = missing / xp.where(gain > 0, gain, xp.full_like(gain, float("inf")))
+    return xp.where(reached <= k, reached, k + b * blocks)
+
+
 def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     """Smallest r whose leading HSVs keep ``1 - tau`` of ``sum sigma_i^2``, without the full spectrum.
 
@@ -119,7 +134,7 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     threshold = (1 - tau) * total
     b = min(block, n)
     limit = int(MAX_FRACTION * n)
-    W = G = H = PW = previous = None
+    W = G = H = PW = previous = previous_top = None
     Y = xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b))
     if int(limit / SETTLING) < 2 * b:  # small n: the full spectrum is cheaper than any subspace
         limit = 0
@@ -153,9 +168,9 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
             growth = before - previous[1]  # how much the block moved the partial sum S_(r-1)
             if bool(xp.all(SETTLED * growth < threshold - before)):
                 return EnergyRank(rank, xp.sqrt(ritz), total, certified=False, dimension=k)
-        previous = (rank, before)
-        if bool(xp.any(rank > int(limit / SETTLING))):  # (rank = k + 1 where not reached yet)
+        if bool(xp.any(_expected_rank(lower, threshold, previous_top, b, xp) > limit / SETTLING)):
             break  # it would not settle within the limit: the full spectrum is cheaper
+        previous, previous_top = (rank, before), lower[..., -1]
         Y = QPY  # the next Krylov block
     hsv = hankel_singular_values(sys)
     rank = rank_for_energy(hsv, tau, energy="squared")

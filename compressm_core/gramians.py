@@ -119,4 +119,4 @@ def common_dtype_gramians(sys: System) -> tuple[Array, Array]:
     xp = sys.xp
     P, Q = gramians(sys)
     dtype = xp.result_type(P.dtype, Q.dtype)
-    return xp.astype(P, dtype), xp.astype(Q, dtype)
+    return xp.astype(P, dtype, copy=False), xp.astype(Q, dtype, copy=False)
