@@ -542,6 +542,7 @@ def run_config(
         if method.applies(config):
             print(f"  {config.name}: {method.label} ...", file=sys.stderr, flush=True)
             rows.append(run_method(method, config, system, args.repeats))
+            print(f"    {fmt(rows[-1].time_s, '.4g')} s {rows[-1].note}", file=sys.stderr, flush=True)
     reference, reference_name = pick_reference(rows)
     if config.n in args.rank_n and not config.batch:
         for tau in args.rank_taus:
