@@ -111,9 +111,11 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     """Smallest r whose leading HSVs keep ``1 - tau`` of ``sum sigma_i^2``, without the full spectrum.
 
     The same decision as ``rank_for_energy(hankel_singular_values(sys), tau, energy="squared")``
-    from a block Krylov space grown by ``block`` columns at a time (see the module docstring):
-    it stops as soon as the rank is certified equal to the full spectrum's, and falls back to
-    the full spectrum when the space would exceed 30% of n (where that is cheaper) or the
+    from a block Krylov space grown by ``block`` columns at a time (see the module docstring).
+    It stops when the rank is certified equal to the full spectrum's (``certified=True``), or
+    when a block left the rank unchanged and moved ``S_(r-1)`` by less than 1/8 of its distance
+    to the threshold (settled; never smaller than the true rank). It computes the full spectrum
+    instead for small n, when the rank would need more than 30% of n to settle, or when the
     projected problem becomes singular. Eager only (the stopping rule reads values).
 
     Examples
@@ -143,12 +145,12 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
         PY = P @ Y
         QPY = Q @ PY
         if W is None:
-            W, PW, QPW = Y, PY, QPY
+            W, PW = Y, PY
             G, H = _a.mH(Y, xp) @ PY, _a.mH(PY, xp) @ QPY
         else:
             G = _grow(G, _a.mH(W, xp) @ PY, _a.mH(Y, xp) @ PY, xp)
             H = _grow(H, _a.mH(PW, xp) @ QPY, _a.mH(PY, xp) @ QPY, xp)
-            W, PW, QPW = (xp.concat([X, Z], axis=-1) for X, Z in ((W, Y), (PW, PY), (QPW, QPY)))
+            W, PW = xp.concat([W, Y], axis=-1), xp.concat([PW, PY], axis=-1)
         try:
             ritz = _ritz_values(H, G, xp)
         except (ValueError, RuntimeError):  # singular projected P (rank-deficient Gramian)
