@@ -74,7 +74,8 @@ def parsed_config(monkeypatch, tmp_path, argv: list[str]) -> TrainConfig:
 
     def fake_run(config, output, *, progress=True, **kwargs):
         seen.append(config)
-        return {"test_accuracy": 0.0, "final_state_dims": [1], "wall_clock_s": 0.0}
+        return {"test_accuracy": 0.0, "test_accuracy_at_best_val": 0.0, "best_val_step": 1,
+                "final_state_dims": [1], "wall_clock_s": 0.0}
 
     monkeypatch.setattr(run, "run_and_save", fake_run)
     assert cli.main([*argv, "--output", str(tmp_path / "out"), "--quiet"]) == 0
