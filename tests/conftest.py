@@ -36,3 +36,14 @@ def without_timings():
         return kept
 
     return strip
+
+
+@pytest.fixture(scope="module")
+def jax_default_precision():
+    """JAX's default 32-bit mode for a module's tests, as users run the trainers, whatever
+    other test modules switched on (several enable ``jax_enable_x64`` when imported)."""
+    jax = pytest.importorskip("jax")
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    yield
+    jax.config.update("jax_enable_x64", before)

@@ -114,15 +114,24 @@ def metadata_json(metadata: Mapping[str, str], field: str, path: str | Path) -> 
         raise ValueError(msg) from None
 
 
+#: Floating-point widths a checkpoint may hold for a float parameter: loading casts to the
+#: model's dtype (JAX with ``jax_enable_x64`` on trains and saves in float64).
+_FLOATS = frozenset({"F16", "BF16", "F32", "F64"})
+
+
+def _kind(dtype: str) -> str:
+    return "float" if dtype in _FLOATS else dtype
+
+
 def check_tensors(path: str | Path, found: Tensors, expected: Tensors, what: str = "model") -> None:
     """ValueError naming the first tensor of ``what`` that is missing, unexpected, or whose
-    dtype or shape differs from the recorded architecture's."""
+    shape or dtype differs from the recorded architecture's (float widths may differ)."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:
         msg = f"checkpoint {path} does not fit its recorded {what}: missing {missing[:5]}, unexpected {unexpected[:5]}"
         raise ValueError(msg)
     for name, (dtype, shape) in expected.items():
-        if found[name] != (dtype, shape):
+        if (_kind(found[name][0]), found[name][1]) != (_kind(dtype), shape):
             msg = f"checkpoint {path} does not fit its recorded {what}: `{name}` is {found[name][0]} {list(found[name][1])}, expected {dtype} {list(shape)}"
             raise ValueError(msg)
 

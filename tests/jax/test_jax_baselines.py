@@ -10,6 +10,8 @@ from reference_models.train.checkpoint_torch import load_model
 from reference_models.train.config import TrainConfig
 from reference_models.train.run import compare
 
+pytestmark = pytest.mark.usefixtures("jax_default_precision")
+
 TINY = TrainConfig(task="digits", backend="jax", steps=20, batch_size=32, d_model=8, state_dim=12, n_layers=1,
                    tau=0.3, reduce_every=5, reduce_until=0.5, rollback_tolerance=0.5, eval_every=10, max_train=200)
 

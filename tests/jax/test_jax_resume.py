@@ -15,6 +15,8 @@ from reference_models.train.checkpoint_jax import load_model, load_training_stat
 from reference_models.train.config import TrainConfig
 from reference_models.train.run_state import RunInterrupted, TrainingDiverged
 
+pytestmark = pytest.mark.usefixtures("jax_default_precision")
+
 TINY = TrainConfig(task="digits", backend="jax", steps=24, batch_size=32, d_model=8, state_dim=16, n_layers=1, tau=0.2,
                    reduce_every=4, reduce_until=0.5, eval_every=8, warmup_steps=3, max_train=300)
 @pytest.fixture(scope="module")

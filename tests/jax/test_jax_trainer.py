@@ -5,12 +5,15 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 from reference_models.train.checkpoint_torch import load_model as load_torch_model
 from reference_models.train.config import TrainConfig
 from reference_models.train.jax_trainer import load_model
 from reference_models.train.run import run_and_save
+
+pytestmark = pytest.mark.usefixtures("jax_default_precision")
 
 TINY = TrainConfig(task="digits", backend="jax", steps=20, batch_size=32, d_model=8, state_dim=16, n_layers=1,
                    tau=0.2, reduce_every=2, reduce_until=0.1, eval_every=10, max_train=300)

@@ -82,7 +82,8 @@ def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, monkeypa
 def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkeypatch, stop_at, without_timings):
     """The safety net judges the cut of step 4 at step 7 and rolls it back; the run is stopped
     at step 5, while the pre-cut model and optimizer wait in the checkpoint."""
-    config = TINY.replace(safety_net=True, rollback_tolerance=0.0, recovery_steps=3, after_rollback="skip", lr=0.02)
+    config = TINY.replace(safety_net=True, rollback_tolerance=0.0, recovery_steps=3, after_rollback="skip", lr=0.02,
+                          optimizer_state="reset")
     model, record = torch_trainer.train(config, progress=False)
     assert [(r["step"], r["judged_step"]) for r in record.rollbacks] == [(4, 7)] and record.reductions
     stop_at(torch_trainer, 4)
@@ -352,6 +353,10 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
         return original(index, config)
 
     monkeypatch.setattr(torch_trainer, "learning_rate_factor", factor)
-    with pytest.raises(KeyboardInterrupt):
-        torch_trainer.train(TINY, progress=False, output=tmp_path)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            torch_trainer.train(TINY, progress=False, output=tmp_path)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    finally:
+        signal.signal(signal.SIGINT, previous)
