@@ -360,3 +360,15 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_checkpoint_in_float64_loads_cast_to_the_models_dtype(uninterrupted, tmp_path):
+    """JAX with x64 on writes float64 weights; they load into the float32 model exactly cast."""
+    output = uninterrupted[0]
+    with safe_open(str(output / "best.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    wide = {name: value.double() for name, value in load_file(str(output / "best.safetensors")).items()}
+    save_file(wide, str(tmp_path / "wide.safetensors"), metadata=metadata)
+    loaded = load_model(tmp_path / "wide.safetensors")
+    for name, value in loaded.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, wide[name].float()), name
