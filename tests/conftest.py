@@ -1,6 +1,9 @@
-"""Fixtures shared by the tests of both trainers."""
+"""Fixtures shared by the tests of both trainers and of the benchmark scripts."""
 
+import importlib.util
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +50,25 @@ def jax_default_precision():
     jax.config.update("jax_enable_x64", False)
     yield
     jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: the script benchmarks/<name>.py as a module, importing its
+    folder's ``_timing`` as when it runs as a script; unloaded at the end of the session."""
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    loaded = []
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        loaded.append(name)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
+    sys.path.remove(str(folder))

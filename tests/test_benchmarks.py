@@ -19,7 +19,7 @@ import pytest
 
 import compressm_core as cc
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hsv_benchmark.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def has_module(name: str) -> bool:
@@ -27,15 +27,8 @@ def has_module(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def hsv_bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # the shared benchmarks/_timing.py, as when run as a script
-    spec = importlib.util.spec_from_file_location("hsv_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-    sys.path.remove(str(SCRIPT.parent))
+def hsv_bench(load_benchmark):
+    return load_benchmark("hsv_benchmark")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +133,6 @@ def test_core_is_the_one_benchmarked(hsv_bench):
 
 # --- benchmarks/gpu.sh and the training-step benchmark it runs ------------------------------
 
-BENCHMARKS = SCRIPT.parent
 NO_GPU_LINE = "gpu.sh: no GPU is visible to torch or JAX here"
 
 
@@ -186,16 +178,10 @@ def test_gpu_script_quick_writes_the_three_tables(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_step_benchmark_quick_gives_finite_times_for_both_backends(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _timing from their folder
-    try:
-        spec = importlib.util.spec_from_file_location("backend_benchmark", BENCHMARKS / "backend_benchmark.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        with contextlib.redirect_stdout(io.StringIO()) as printed:
-            rows = module.main(["--quick", "--json", str(tmp_path / "step.json")])
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def test_training_step_benchmark_quick_gives_finite_times_for_both_backends(tmp_path, load_benchmark):
+    module = load_benchmark("backend_benchmark")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        rows = module.main(["--quick", "--json", str(tmp_path / "step.json")])
     assert [row["state_dim"] for row in rows] == module.QUICK["state_dims"]
     assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows for key in ("torch_s", "jax_s", "jax_compile_s"))
     assert json.loads((tmp_path / "step.json").read_text())["rows"] == rows

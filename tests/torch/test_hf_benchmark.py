@@ -4,30 +4,18 @@ No timing assertions: timings belong to benchmarks/RESULTS.md, not to tests.
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hf_benchmark.py"
-
 
 @pytest.fixture(scope="module")
-def hf_bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports benchmarks/_timing.py
-    spec = importlib.util.spec_from_file_location("hf_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-    sys.path.remove(str(SCRIPT.parent))
+def hf_bench(load_benchmark):
+    return load_benchmark("hf_benchmark")
 
 
 @pytest.mark.slow
