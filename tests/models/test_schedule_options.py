@@ -16,7 +16,7 @@ def test_the_reduction_window_scales_with_steps():
 
 def test_the_faithful_defaults():
     config = TrainConfig()
-    assert (config.mode, config.budget, config.timing, config.optimizer_state) == ("tolerance", "per_check", "steps", "reset")
+    assert (config.mode, config.budget, config.timing, config.optimizer_state) == ("tolerance", "per_check", "steps", "slice")
     assert config.safety_net is None and not config.schedule(metric_mode="max").net  # no rollback in tolerance mode
     pragmatic = TrainConfig(mode="pragmatic", tau=None).schedule(metric_mode="max")
     assert pragmatic.net and pragmatic.fraction == 0.1 and pragmatic.rollback_tolerance == 0.02
