@@ -153,3 +153,33 @@ def read_model_checkpoint(
     with safe_open(str(path), framework=framework) as handle:
         arrays = {name: handle.get_tensor(name) for name in handle.keys()}
     return config, arrays
+
+
+#: The models a training checkpoint may hold: tensor-name prefix -> metadata field of its config.
+TRAINING_MODELS = {"model.": "config", "best.": "best_config", "pending_model.": "pending_config"}
+
+
+def read_training_header(
+    path: Path, expected_tensors: Callable[[dict[str, Any]], Tensors], rng_prefix: str
+) -> tuple[dict[str, str], Tensors, dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(metadata, tensors, configs, state)`` of a training checkpoint, nothing loaded: every
+    model's config (by tensor prefix: ``model.``, and ``best.``, ``pending_model.`` where
+    present) checked with its tensors, no tensor outside the models, the optimizers and
+    ``rng_prefix``, and the trainer's JSON ``state``; ValueError naming the file and field."""
+    metadata, found = read_header(path)
+    configs = {
+        prefix: check_model_config(metadata_json(metadata, field, path))
+        for prefix, field in TRAINING_MODELS.items()
+        if prefix == "model." or field in metadata
+    }
+    for prefix, config in configs.items():
+        check_tensors(path, with_prefix(found, prefix), expected_tensors(config), prefix.rstrip("."))
+    unknown = [name for name in found if not name.startswith((*configs, "optimizer.", "pending_optimizer.", rng_prefix))]
+    if unknown:
+        msg = f"checkpoint {path} holds unknown tensors {unknown[:5]}"
+        raise ValueError(msg)
+    state = metadata_json(metadata, "state", path)
+    if not isinstance(state, dict):
+        msg = f"checkpoint {path}: metadata field `state` must be a JSON object"
+        raise ValueError(msg)
+    return metadata, found, configs, state

@@ -34,11 +34,8 @@ from ..jax_models import (
 from .checkpoint import (
     FORMAT_VERSION,
     Tensors,
-    check_model_config,
-    check_tensors,
-    metadata_json,
-    read_header,
     read_model_checkpoint,
+    read_training_header,
     with_prefix,
 )
 from .outputs import atomic_path
@@ -145,21 +142,9 @@ def load_training_state(path: str | Path) -> TrainingState:
     """A training checkpoint (``save_training_state``), checked before anything is allocated;
     ValueError naming the file and field otherwise."""
     path = Path(path)
-    metadata, found = read_header(path)
-    configs = {"model.": check_model_config(metadata_json(metadata, "config", path))}
-    if "best_config" in metadata:
-        configs["best."] = check_model_config(metadata_json(metadata, "best_config", path))
-    if "pending_config" in metadata:
-        configs["pending_model."] = check_model_config(metadata_json(metadata, "pending_config", path))
-    for prefix, config in configs.items():
-        check_tensors(path, with_prefix(found, prefix), expected_tensors(config), prefix.rstrip("."))
-    unknown = [name for name in found if not name.startswith((*configs, "optimizer.", "pending_optimizer.", "rng.jax"))]
-    if unknown or found.get("rng.jax", ("", ()))[0] != "U32":
-        msg = f"checkpoint {path} holds unknown tensors {unknown[:5]}" if unknown else f"checkpoint {path} has no uint32 `rng.jax`"
-        raise ValueError(msg)
-    state = metadata_json(metadata, "state", path)
-    if not isinstance(state, dict):
-        msg = f"checkpoint {path}: metadata field `state` must be a JSON object"
+    _, found, configs, state = read_training_header(path, expected_tensors, "rng.jax")
+    if found.get("rng.jax", ("", ()))[0] != "U32":
+        msg = f"checkpoint {path} has no uint32 `rng.jax`"
         raise ValueError(msg)
     with safe_open(str(path), framework="numpy") as handle:
         arrays = {name: handle.get_tensor(name) for name in handle.keys()}

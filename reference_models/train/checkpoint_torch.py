@@ -25,11 +25,9 @@ from ..torch_models import SelectiveSequenceModel, SequenceModel
 from .checkpoint import (
     FORMAT_VERSION,
     Tensors,
-    check_model_config,
-    check_tensors,
     metadata_json,
-    read_header,
     read_model_checkpoint,
+    read_training_header,
     with_prefix,
 )
 from .outputs import atomic_path
@@ -186,25 +184,12 @@ def load_training_state(path: str | Path, device: torch.device | str = "cpu") ->
     """A training checkpoint (``save_training_state``), checked before anything is allocated;
     ValueError naming the file and field otherwise. Restores the torch RNG states."""
     path = Path(path)
-    metadata, found = read_header(path)
-    configs = {"model.": check_model_config(metadata_json(metadata, "config", path))}
-    if "best_config" in metadata:
-        configs["best."] = check_model_config(metadata_json(metadata, "best_config", path))
-    if "pending_config" in metadata:
-        configs["pending_model."] = check_model_config(metadata_json(metadata, "pending_config", path))
-    for prefix, config in configs.items():
-        check_tensors(path, with_prefix(found, prefix), expected_tensors(config), prefix.rstrip("."))
-    known = (*configs, "optimizer.", "pending_optimizer.", "rng.")
-    unknown = [name for name in found if not name.startswith(known)]
-    if unknown or "rng.torch" not in found:
-        msg = f"checkpoint {path} holds unknown tensors {unknown[:5]}" if unknown else f"checkpoint {path} has no `rng.torch`"
+    metadata, found, configs, state = read_training_header(path, expected_tensors, "rng.")
+    if "rng.torch" not in found:
+        msg = f"checkpoint {path} has no `rng.torch`"
         raise ValueError(msg)
     with safe_open(str(path), framework="pt") as handle:
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    state = metadata_json(metadata, "state", path)
-    if not isinstance(state, dict):
-        msg = f"checkpoint {path}: metadata field `state` must be a JSON object"
-        raise ValueError(msg)
     models = {prefix: _model_from(config, with_prefix(tensors, prefix), device) for prefix, config in configs.items()}
     optimizer = _optimizer_state_dict(with_prefix(tensors, "optimizer."), metadata_json(metadata, "optimizer", path), path, "optimizer")
     pending_optimizer = None
