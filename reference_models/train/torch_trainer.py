@@ -167,9 +167,10 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-                check_finite(step + 1, loss.item(), float(grad_norm), lr * config.lr, files)
+                loss_value = loss.item()  # one host read per step (a device sync on GPUs)
+                check_finite(step + 1, loss_value, float(grad_norm), lr * config.lr, files)
                 optimizer.step()
-                files.training_step(loss.item(), metric)
+                files.training_step(loss_value, metric)
                 judged = model
                 if compressor is not None:
                     events_before, tick = len(compressor.events), time.perf_counter()
@@ -190,7 +191,7 @@ def train(
                     save_checkpoint(step + 1)
                 if stop:
                     raise RunInterrupted(step + 1, signals.received or "SIGTERM", files.folder)
-                show_step(bar, loss.item(), metric, record.current_dims)
+                show_step(bar, loss_value, metric, record.current_dims)
     finally:
         bar.close()
         files.close()
