@@ -5,10 +5,15 @@ values of ``Lq^H Lp`` (never ``sqrt(eig(P Q))`` of a non-Hermitian product). Wri
 ``Lq^H Lp = U S V^H``, the balancing transformation is ``T = Lp V S^-1/2`` with inverse
 ``Tinv = S^-1/2 U^H Lq^H``; keeping the first r columns gives the reduced system
 ``(Tinv A T, Tinv B, C T, D)`` with ``||G - G_r||_Hinf <= 2 sum_{i > r} sigma_i``.
+
+With ``horizon=L`` the same is done with the time-limited Gramians ``P_L``, ``Q_L`` (sums over
+L steps, see ``gramians``): time-limited balanced truncation (Gawronski & Juang 1990). It keeps
+the states that carry the most energy over L steps; it has no a-priori H-inf error bound.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,9 +46,16 @@ def _eigh_values_are_accurate(hsv: Array, xp: Any) -> bool:
 
 
 def hankel_singular_values(
-    sys: System, *, factor: FactorMethod = "auto", method: SpectrumMethod = "auto"
+    sys: System,
+    *,
+    factor: FactorMethod = "auto",
+    method: SpectrumMethod = "auto",
+    horizon: int | None = None,
 ) -> Array:
-    """Hankel singular values of a stable system, descending, shape (..., n).
+    """Hankel singular values, descending, shape (..., n): sigma_i^2 are the
+    eigenvalues of P Q, with the Gramians of ``gramians(sys, horizon=horizon)``: the infinite
+    horizon ones of a stable system, or with ``horizon=L`` the time-limited ones over L steps
+    (any system).
 
     ``method="svd"``: the singular values of ``Lq^H Lp`` (absolute error ~ eps sigma_1 for
     every value). ``"eigh"``: ``sqrt(eigvalsh(Lp^H Q Lp))``, one factorisation and a Hermitian
@@ -68,7 +80,7 @@ def hankel_singular_values(
         msg = f"`method` {method!r} is unknown; choose 'auto', 'eigh' or 'svd'"
         raise ValueError(msg)
     xp = sys.xp
-    P, Q = common_dtype_gramians(sys)
+    P, Q = common_dtype_gramians(sys, horizon=horizon)
     Lp = gramian_factor(P, method=factor)
     if method == "auto" and (_a.is_traced(Lp) or array_api_compat.is_jax_namespace(xp)):
         method = "svd"
@@ -122,7 +134,8 @@ class Reduction:
     system: the reduced ``StateSpace`` of order ``rank`` (batched like the input).
     hsv: all Hankel singular values of the original system, (..., n), descending.
     T, Tinv: (..., n, r) and (..., r, n) with ``Tinv @ T = I`` and x ~ T x_reduced.
-    error_bound: ``2 * sum`` of the discarded HSVs, (...): bounds ||G - G_r||_Hinf.
+    error_bound: ``2 * sum`` of the discarded HSVs, (...): bounds ||G - G_r||_Hinf; NaN after a
+    time-limited truncation (``horizon`` given), which has no a-priori bound.
     kept: indices (into ``hsv``) of the balanced states that were kept.
     """
 
@@ -171,8 +184,14 @@ def balanced_truncation(
     method: Literal["square_root", "balancing_free"] = "square_root",
     energy: Energy = "sum",
     factor: FactorMethod = "auto",
+    horizon: int | None = None,
 ) -> Reduction:
-    """Reduce a stable system by balanced truncation, batched.
+    """Reduce a stable system (any system with a ``horizon``) by balanced truncation, batched.
+
+    ``horizon=L`` balances the time-limited Gramians ``P_L``, ``Q_L`` (sums over L steps, see
+    ``gramians``) instead, for any system (Gawronski & Juang 1990): the kept states hold the most
+    energy over L steps, ``T^-1 P_L T^-H = T^H Q_L T = diag(kept hsv)``. The reduced system is
+    then not guaranteed stable and no a-priori H-inf bound holds: ``error_bound`` is NaN.
 
     Give exactly one of ``rank`` (keep the r largest HSVs), ``tau`` (the smallest rank
     that keeps ``1 - tau`` of the HSV energy, see ``rank_for_energy``; for a batch, the
@@ -193,7 +212,7 @@ def balanced_truncation(
         msg = f"`method` {method!r} is unknown; choose 'square_root' or 'balancing_free'"
         raise ValueError(msg)
     xp = sys.xp
-    Lp, Lq = gramian_factors(sys, method=factor)
+    Lp, Lq = gramian_factors(sys, method=factor, horizon=horizon)
     U, hsv, Vh = xp.linalg.svd(_a.mH(Lq, xp) @ Lp, full_matrices=False)
     kept = _resolve_kept(hsv, sys.n, rank, tau, keep, energy, xp)
     index = xp.asarray(kept, device=_a.device_of(hsv))
@@ -223,4 +242,6 @@ def balanced_truncation(
     reduced = StateSpace(Tinv @ AT, Tinv @ B, C @ T, sys.D)
     discarded = xp.sum(hsv, axis=-1) - xp.sum(kept_hsv, axis=-1)
     error_bound = 2 * xp.clip(discarded, min=0.0)
+    if horizon is not None:  # the bound holds for the infinite-horizon Gramians only
+        error_bound = xp.full_like(error_bound, math.nan)
     return Reduction(reduced, hsv, T, Tinv, error_bound, kept)

@@ -107,7 +107,7 @@ def _expected_rank(
     return xp.where(reached <= k, reached, k + b * blocks)
 
 
-def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
+def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None = None) -> EnergyRank:
     """Smallest r whose leading HSVs keep ``1 - tau`` of ``sum sigma_i^2``, without the full spectrum.
 
     The same decision as ``rank_for_energy(hankel_singular_values(sys), tau, energy="squared")``
@@ -117,6 +117,7 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     to the threshold (settled; never smaller than the true rank). It computes the full spectrum
     instead for small n, when the rank would need more than 30% of n to settle, or when the
     projected problem becomes singular. Eager only (the stopping rule reads values).
+    ``horizon``: the Gramians of ``gramians(sys, horizon=horizon)`` (L steps; None: infinite).
 
     Examples
     --------
@@ -130,7 +131,7 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
     block = _a.check_integer("block", block, 1, 1 << 20)
     xp = sys.xp
     n = sys.n
-    P, Q = common_dtype_gramians(sys)
+    P, Q = common_dtype_gramians(sys, horizon=horizon)
     total = xp.sum(P * xp.matrix_transpose(Q), axis=(-2, -1))
     total = xp.real(total) if _a.is_complex(total, xp) else total
     threshold = (1 - tau) * total
@@ -174,6 +175,6 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16) -> EnergyRank:
             break  # it would not settle within the limit: the full spectrum is cheaper
         previous, previous_top = (rank, before), lower[..., -1]
         Y = QPY  # the next Krylov block
-    hsv = hankel_singular_values(sys)
+    hsv = hankel_singular_values(sys, horizon=horizon)
     rank = rank_for_energy(hsv, tau, energy="squared")
     return EnergyRank(rank, hsv, total, certified=True, dimension=n)

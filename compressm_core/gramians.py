@@ -1,14 +1,24 @@
 """Controllability and observability Gramians and their square-root factors, batched.
 
-Controllability:  A P A^H - P + B B^H = 0
-Observability:    A^H Q A - Q + C^H C = 0
+Infinite horizon (``horizon=None``), for stable systems:
 
-Diagonal systems use the closed (Cauchy-like) form, O(n^2 (m + p)); dense systems
-the matmul-only doubling solver.
+    Controllability:  A P A^H - P + B B^H = 0
+    Observability:    A^H Q A - Q + C^H C = 0
+
+Finite horizon L (``horizon=L``, time-limited Gramians, Gawronski & Juang 1990), the energy of
+L steps, for any A:
+
+    P_L = sum_{k=0}^{L-1} A^k B B^H (A^H)^k
+    Q_L = sum_{k=0}^{L-1} (A^H)^k C^H C A^k
+
+Diagonal systems use the closed (Cauchy-like) forms, O(n^2 (m + p)); dense systems the
+matmul-only doubling solver (infinite) or doubling over the binary digits of L (finite).
 """
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any, Literal
 
 from . import _array as _a
@@ -19,39 +29,127 @@ Array = Any
 FactorMethod = Literal["auto", "cholesky", "eigh"]
 
 
-def controllability_gramian(sys: System) -> Array:
-    """P with ``A P A^H - P + B B^H = 0``, shape (..., n, n)."""
-    check_stable(sys)
+def check_horizon(horizon: Any) -> int | None:
+    """``horizon`` as a positive int (any integer type, not bool), or None; ValueError otherwise."""
+    if horizon is None:
+        return None
+    try:
+        steps = None if isinstance(horizon, bool) else operator.index(horizon)
+    except TypeError:
+        steps = None
+    if steps is None or steps < 1:
+        msg = f"`horizon` must be a positive integer (a number of time steps) or None (infinite), got {horizon!r}"
+        raise ValueError(msg)
+    return steps
+
+
+def _exp_minus_one(a: Array, b: Array, like: Array, xp: Any) -> Array:
+    """``exp(a + i b) - 1`` from real functions, accurate where it is small:
+    ``expm1(a) cos b - 2 sin^2(b / 2) + i exp(a) sin b`` (real part only for a real ``like``)."""
+    half_sine = xp.sin(b / 2)
+    real = xp.expm1(a) * xp.cos(b) - 2 * half_sine * half_sine
+    if not _a.is_complex(like, xp):
+        return real
+    return xp.astype(real, like.dtype) + xp.astype(xp.exp(a) * xp.sin(b), like.dtype) * 1j
+
+
+def geometric_sums(z: Array, horizon: int, xp: Any) -> Array:
+    """``sum_{k=0}^{L-1} z^k = (1 - z^L) / (1 - z)`` elementwise (``L = horizon``), same shape and dtype.
+
+    Evaluated as ``expm1(L u) / expm1(u)`` with ``u = log z``: numerator and denominator share
+    the rounding of u, so the quotient keeps its digits near z = 1, where ``1 - z^L`` and
+    ``1 - z`` both cancel (poles of modulus 1 - 1e-9: ~8 digits lost otherwise). With
+    ``u = a + i b`` (``a = log|z|``, ``b = arg z``) ``expm1`` is taken from real functions,
+    which every array namespace has (complex ``expm1`` is not universal). z = 0 gives 1, z = 1 gives L.
+    """
+    modulus = xp.abs(z)
+    nonzero = modulus > 0
+    a = xp.where(nonzero, xp.log(xp.where(nonzero, modulus, xp.ones_like(modulus))), xp.full_like(modulus, -math.inf))
+    if _a.is_complex(z, xp):
+        b = xp.atan2(xp.imag(z), xp.real(z))
+    else:
+        b = xp.where(z < 0, xp.full_like(z, math.pi), xp.zeros_like(z))
+    one = (a == 0) & (b == 0)
+    denominator = _exp_minus_one(a, b, z, xp)
+    sums = _exp_minus_one(horizon * a, horizon * b, z, xp) / xp.where(one, xp.ones_like(denominator), denominator)
+    return xp.where(one, xp.full_like(sums, horizon), sums)
+
+
+def finite_horizon_sum(A: Array, Q: Array, horizon: int, xp: Any) -> Array:
+    """``S_L = sum_{k=0}^{L-1} A^k Q (A^k)^H`` for a Hermitian Q, (..., n, n), ``L = horizon``.
+
+    Doubling over the binary digits of L: ``S_2m = S_m + A^m S_m (A^m)^H`` and
+    ``S_(m+1) = Q + A S_m A^H``, O(log L) matmuls, every term added is semidefinite (no
+    ``P - A^L P (A^L)^H``, which cancels for slow poles). Any A (no stability needed).
+    """
+    dtype = xp.result_type(A.dtype, Q.dtype)
+    A, Q = xp.astype(A, dtype, copy=False), xp.astype(Q, dtype, copy=False)
+    S, power = Q, A
+    digits = bin(horizon)[3:]  # after the leading 1 (S_1 = Q, power = A^1)
+    for position, digit in enumerate(digits):
+        S = S + power @ S @ _a.mH(power, xp)
+        if digit == "1":
+            S = Q + A @ S @ _a.mH(A, xp)
+        if position + 1 < len(digits):
+            power = power @ power
+            if digit == "1":
+                power = A @ power
+    return (S + _a.mH(S, xp)) / 2
+
+
+def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> Array:
+    """``sum_k M^k X0 (M^k)^H`` over ``horizon`` steps or infinitely many (a Lyapunov equation),
+    with M = A (controllability) or M = A^H (``adjoint``, observability)."""
+    horizon = check_horizon(horizon)
+    if horizon is None:
+        check_stable(sys)
     xp = sys.xp
-    BBh = sys.B @ _a.mH(sys.B, xp)
     if isinstance(sys, DiagonalStateSpace):
-        return diagonal_lyapunov(xp.astype(sys.poles, xp.result_type(sys.poles, BBh)), BBh, xp)
-    return solve_discrete_lyapunov(sys.A, BBh, xp=xp)
+        poles = _a.conj(sys.poles, xp) if adjoint else sys.poles
+        poles = xp.astype(poles, xp.result_type(poles, X0))
+        if horizon is None:
+            return diagonal_lyapunov(poles, X0, xp)
+        return X0 * geometric_sums(poles[..., :, None] * _a.conj(poles, xp)[..., None, :], horizon, xp)
+    A = _a.mH(sys.A, xp) if adjoint else sys.A
+    if horizon is None:
+        return solve_discrete_lyapunov(A, X0, xp=xp)
+    return finite_horizon_sum(A, X0, horizon, xp)
 
 
-def observability_gramian(sys: System) -> Array:
-    """Q with ``A^H Q A - Q + C^H C = 0``, shape (..., n, n)."""
-    check_stable(sys)
-    xp = sys.xp
-    ChC = _a.mH(sys.C, xp) @ sys.C
-    if isinstance(sys, DiagonalStateSpace):
-        poles = xp.astype(sys.poles, xp.result_type(sys.poles, ChC))
-        return diagonal_lyapunov(_a.conj(poles, xp), ChC, xp)
-    return solve_discrete_lyapunov(_a.mH(sys.A, xp), ChC, xp=xp)
+def controllability_gramian(sys: System, *, horizon: int | None = None) -> Array:
+    """P, shape (..., n, n): ``A P A^H - P + B B^H = 0`` (``horizon=None``, stable systems), or
+    ``P_L = sum_{k<L} A^k B B^H (A^H)^k`` over ``horizon=L`` steps (any system)."""
+    return _gramian(sys, sys.B @ _a.mH(sys.B, sys.xp), horizon, adjoint=False)
 
 
-def gramians(sys: System) -> tuple[Array, Array]:
+def observability_gramian(sys: System, *, horizon: int | None = None) -> Array:
+    """Q, shape (..., n, n): ``A^H Q A - Q + C^H C = 0`` (``horizon=None``, stable systems), or
+    ``Q_L = sum_{k<L} (A^H)^k C^H C A^k`` over ``horizon=L`` steps (any system)."""
+    return _gramian(sys, _a.mH(sys.C, sys.xp) @ sys.C, horizon, adjoint=True)
+
+
+def gramians(sys: System, *, horizon: int | None = None) -> tuple[Array, Array]:
     """The controllability and observability Gramians ``(P, Q)``, each (..., n, n).
+
+    ``horizon=None``: the infinite-horizon Gramians (Lyapunov equations, stable systems only).
+    ``horizon=L``: the time-limited ones, sums over the first L steps (Gawronski & Juang 1990,
+    "Model reduction in limited time and frequency intervals"): the energy a model that only
+    ever runs sequences of length L can see; a pole at 0.999 weighs ~L there instead of
+    1 / (1 - 0.999^2) = 500.
 
     Examples
     --------
     >>> import array_api_strict as xp
     >>> from compressm_core import DiagonalStateSpace
-    >>> P, Q = gramians(DiagonalStateSpace(xp.asarray([0.5]), xp.asarray([[1.0]]), xp.asarray([[1.0]])))
+    >>> sys = DiagonalStateSpace(xp.asarray([0.5]), xp.asarray([[1.0]]), xp.asarray([[1.0]]))
+    >>> P, Q = gramians(sys)
     >>> round(float(P[0, 0]), 12), round(float(Q[0, 0]), 12)  # 1 / (1 - 0.25)
     (1.333333333333, 1.333333333333)
+    >>> P2, _ = gramians(sys, horizon=2)
+    >>> float(P2[0, 0])  # 1 + 0.25
+    1.25
     """
-    return controllability_gramian(sys), observability_gramian(sys)
+    return controllability_gramian(sys, horizon=horizon), observability_gramian(sys, horizon=horizon)
 
 
 def _eigh_factor(X: Array, xp: Any) -> Array:
@@ -108,15 +206,18 @@ def gramian_factor(X: Array, *, method: FactorMethod = "auto", xp: Any = None) -
     return _eigh_factor(X, xp)
 
 
-def gramian_factors(sys: System, *, method: FactorMethod = "auto") -> tuple[Array, Array]:
-    """Factors ``(Lp, Lq)`` with ``P = Lp Lp^H`` and ``Q = Lq Lq^H``, each (..., n, n), of one dtype."""
-    P, Q = common_dtype_gramians(sys)
+def gramian_factors(
+    sys: System, *, method: FactorMethod = "auto", horizon: int | None = None
+) -> tuple[Array, Array]:
+    """Factors ``(Lp, Lq)`` with ``P = Lp Lp^H`` and ``Q = Lq Lq^H``, each (..., n, n), of one
+    dtype; the Gramians of ``gramians(sys, horizon=horizon)``."""
+    P, Q = common_dtype_gramians(sys, horizon=horizon)
     return gramian_factor(P, method=method), gramian_factor(Q, method=method)
 
 
-def common_dtype_gramians(sys: System) -> tuple[Array, Array]:
-    """``gramians(sys)`` cast to one dtype (P is complex for complex B, Q for complex C)."""
+def common_dtype_gramians(sys: System, *, horizon: int | None = None) -> tuple[Array, Array]:
+    """``gramians(sys, horizon=horizon)`` cast to one dtype (P is complex for complex B, Q for complex C)."""
     xp = sys.xp
-    P, Q = gramians(sys)
+    P, Q = gramians(sys, horizon=horizon)
     dtype = xp.result_type(P.dtype, Q.dtype)
     return xp.astype(P, dtype, copy=False), xp.astype(Q, dtype, copy=False)

@@ -43,9 +43,10 @@ Array = Any
 class LayerReduction:
     """What happened to one layer: its name, dims, HSVs (before) and the H-inf error bound.
 
-    Selective layers reduced by index selection record their energy spectrum
-    (``energy_spectrum``) as ``hsv``, no bound (``error_bound=None``: none holds for a
-    time-varying layer on unseen inputs) and the state indices they kept (``kept``).
+    ``error_bound=None`` means no bound: time-limited truncations (a ``horizon``) have no
+    a-priori bound, and selective layers reduced by index selection, which record their energy
+    spectrum (``energy_spectrum``) as ``hsv`` and the state indices they kept (``kept``), have
+    none for a time-varying layer on unseen inputs.
     """
 
     name: str
@@ -138,8 +139,8 @@ def combined_error_bounds(events: Sequence[Event]) -> dict[str, float]:
 
     It bounds the sum over cuts of ``||G_before - G_after||_Hinf``, each the change one cut
     made to the layer's map at the moment of that cut; with no training between the cuts
-    this bounds ``||G_original - G_final||_Hinf`` (triangle inequality). Layers whose cuts
-    have no bound (selective layers) are left out.
+    this bounds ``||G_original - G_final||_Hinf`` (triangle inequality). Cuts without a bound
+    (selective layers, time-limited truncations) are left out, and so are layers with none.
     """
     bounds: dict[str, float] = {}
     for event in kept_cuts(events):
@@ -149,11 +150,12 @@ def combined_error_bounds(events: Sequence[Event]) -> dict[str, float]:
     return bounds
 
 
-def factor_product(system: DiagonalStateSpace) -> Array:
-    """``M = Lq^H Lp`` (..., n, n) of ``system``'s Gramian factors: its singular values are the
-    HSVs, and ``||M' - M||_2`` bounds how far any HSV moves between two systems (Weyl)."""
+def factor_product(system: DiagonalStateSpace, *, horizon: int | None = None) -> Array:
+    """``M = Lq^H Lp`` (..., n, n) of ``system``'s Gramian factors (over ``horizon`` steps, None:
+    infinite): its singular values are the HSVs, and ``||M' - M||_2`` bounds how far any HSV
+    moves between two systems (Weyl)."""
     xp = system.xp
-    Lp, Lq = gramian_factors(system)
+    Lp, Lq = gramian_factors(system, horizon=horizon)
     return _a.mH(Lq, xp) @ Lp
 
 
@@ -225,12 +227,19 @@ def reduce_layer_system(
     real_output: bool = True,
     selection: Selection = "largest",
     rng: np.random.Generator | None = None,
-) -> tuple[DiagonalStateSpace, Array, float]:
+    horizon: int | None = None,
+) -> tuple[DiagonalStateSpace, Array, float | None]:
     """Balanced truncation of a layer's system to ``rank`` balanced states, re-diagonalised.
 
     Returns the diagonal system for the smaller layer, the HSVs (before) and the H-inf
     error bound. With ``gramians="real_output"`` the rank counts real states (of 2n) and
     each conjugate pair becomes one complex state. Errors name the layer.
+
+    With a ``horizon`` the truncation is time-limited (the Gramians over that many steps, see
+    ``compressm_core.balanced_truncation``): it has no a-priori bound (None) and does not
+    preserve stability, so a reduced pole slower than the layer's slowest pole (rare; seen
+    at small tolerances) is moved in to that pole's modulus, keeping its phase: over the
+    horizon this changes the response less than keeping the infinite-horizon states would.
     """
     analysed = analysed_system(system, gramians, real_output=real_output)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < analysed.n:
@@ -240,12 +249,23 @@ def reduce_layer_system(
         rank, analysed.n, selection, rng if rng is not None else np.random.default_rng(0)
     )
     try:
-        reduction = balanced_truncation(analysed, keep=keep)
+        reduction = balanced_truncation(analysed, keep=keep, horizon=horizon)
         diagonal = to_diagonal(reduction.system, real_output=gramians == "real_output")
     except ValueError as error:
         msg = f"layer {name}: {error}"
         raise ValueError(msg) from None
-    return diagonal, reduction.hsv, float(reduction.error_bound)
+    if horizon is None:
+        return diagonal, reduction.hsv, float(reduction.error_bound)
+    return within_modulus(diagonal, system.xp.max(system.xp.abs(system.poles))), reduction.hsv, None
+
+
+def within_modulus(system: DiagonalStateSpace, modulus: Array) -> DiagonalStateSpace:
+    """``system`` with every pole of modulus above ``modulus`` moved in to it, phase kept."""
+    xp = system.xp
+    radius = xp.abs(system.poles)
+    scale = xp.where(radius > modulus, modulus / radius, xp.ones_like(radius))
+    poles = system.poles * xp.astype(scale, system.poles.dtype)
+    return DiagonalStateSpace(poles, system.B, system.C, system.D)
 
 
 def energy_spectrum(energy: Sequence[float]) -> np.ndarray:

@@ -17,8 +17,15 @@ from .systems import System
 Array = Any
 
 
-def weyl_bound(sys: System, sys_perturbed: System, *, norm: Literal["frobenius", "spectral"] = "frobenius") -> Array:
-    """Upper bound on ``max_i |hsv_i(sys) - hsv_i(sys_perturbed)|``, shape (...).
+def weyl_bound(
+    sys: System,
+    sys_perturbed: System,
+    *,
+    norm: Literal["frobenius", "spectral"] = "frobenius",
+    horizon: int | None = None,
+) -> Array:
+    """Upper bound on ``max_i |hsv_i(sys) - hsv_i(sys_perturbed)|``, shape (...), for the HSVs
+    of ``hankel_singular_values(..., horizon=horizon)``.
 
     ``norm="frobenius"`` (default) bounds the spectral norm of the difference of the factor
     products by its Frobenius norm: no SVD is needed. ``"spectral"`` is tighter but costs
@@ -41,8 +48,8 @@ def weyl_bound(sys: System, sys_perturbed: System, *, norm: Literal["frobenius",
         msg = f"`norm` {norm!r} is unknown; choose 'frobenius' or 'spectral'"
         raise ValueError(msg)
     xp = sys.xp
-    Lp, Lq = gramian_factors(sys)
-    Lp2, Lq2 = gramian_factors(sys_perturbed)
+    Lp, Lq = gramian_factors(sys, horizon=horizon)
+    Lp2, Lq2 = gramian_factors(sys_perturbed, horizon=horizon)
     difference = _a.mH(Lq2, xp) @ Lp2 - _a.mH(Lq, xp) @ Lp
     if norm == "spectral":
         return xp.linalg.matrix_norm(difference, ord=2)
