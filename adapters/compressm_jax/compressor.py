@@ -28,6 +28,7 @@ import equinox as eqx
 import numpy as np
 import optax
 
+from compressm_core.gramians import check_horizon
 from compressm_core.layers import (
     CompressionEvent,
     Event,
@@ -67,18 +68,23 @@ class Compressor:
     """Immutable: ``step`` returns the compressor to use next, with its events so far.
 
     ``pending`` is the checkpoint kept while a cut awaits judgement; ``products`` the
-    certificate's memory under ``timing="certified"``.
+    certificate's memory under ``timing="certified"``. ``horizon``: the Gramians' horizon,
+    None (infinite, the authors') or L steps (time-limited; see ``compress``).
     """
 
     schedule: ReductionSchedule
     optimizer: optax.GradientTransformation
     gramians: Gramians = "complex"
+    horizon: int | None = None
     seed: int = 0
     calibration: Any = None
     state: ScheduleState = dataclasses.field(default_factory=ScheduleState)
     events: tuple[Event, ...] = ()
     pending: Checkpoint | None = None
     products: Memory = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_horizon(self.horizon)  # a ValueError naming `horizon` now, not at the first check
 
     def plan(self, model: eqx.Module) -> tuple[dict[str, int], Compressor]:
         """The layers to cut now, with their new ranks (HSV units), and the compressor with
@@ -88,7 +94,7 @@ class Compressor:
                 self.schedule, self.state, self.products, self._factor_products(model)
             )
             return ranks, dataclasses.replace(self, state=state, products=products)
-        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration)
+        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration, horizon=self.horizon)
         ranks, state = plan_check(self.schedule, self.state, {n: h.tolist() for n, h in hsvs.items()})
         return ranks, dataclasses.replace(self, state=state)
 
@@ -96,7 +102,7 @@ class Compressor:
         """``Lq^H Lp`` of every layer (complex128); a selective layer's is the diagonal of the
         root of its state energies, in index order (its singular values are its spectrum)."""
         products = {
-            name: np.asarray(factor_product(_analysed_system(layer, self.gramians)))
+            name: np.asarray(factor_product(_analysed_system(layer, self.gramians), horizon=self.horizon))
             for name, layer in reducible_layers(model)
         }
         if selective_layers(model):
@@ -142,6 +148,7 @@ class Compressor:
             seed=current.seed + step,
             calibration=current.calibration,
             optimizer_state=current.schedule.optimizer_state,
+            horizon=current.horizon,
         )
         state, products, event = record_cut(
             current.schedule, current.state, current.products, step, compressed.reductions, ranks,

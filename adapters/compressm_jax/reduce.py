@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 import compressm_core as cc
+from compressm_core.gramians import check_horizon
 from compressm_core.layers import (
     Gramians,
     LayerReduction,
@@ -100,23 +101,31 @@ def _analysed_systems(
 
 
 def hankel_singular_values(
-    model: eqx.Module, *, gramians: Gramians = "complex", calibration: Any = None
+    model: eqx.Module,
+    *,
+    gramians: Gramians = "complex",
+    calibration: Any = None,
+    horizon: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-layer HSVs (descending), batched over layers of equal shape, in pytree order.
 
-    Selective layers need ``calibration`` (batch, L, d_input) and give their energy
-    spectrum (``compressm_core.layers.energy_spectrum``) instead.
+    ``horizon``: None for the infinite-horizon Gramians (the authors'), or L for the
+    time-limited ones over L steps (``compressm_core.gramians``). Selective layers need
+    ``calibration`` (batch, L, d_input) and give their energy spectrum
+    (``compressm_core.layers.energy_spectrum``) instead, a sum over the calibration sequences,
+    finite already: ``horizon`` does not apply to them.
     """
+    horizon = check_horizon(horizon)
     require_calibration([name for name, _ in selective_layers(model)], calibration)
     energies = state_energies(model, calibration) if selective_layers(model) else {}
-    return _spectra(model, gramians, energies)
+    return _spectra(model, gramians, energies, horizon)
 
 
 def _spectra(
-    model: eqx.Module, gramians: Gramians, energies: dict[str, np.ndarray]
+    model: eqx.Module, gramians: Gramians, energies: dict[str, np.ndarray], horizon: int | None
 ) -> dict[str, np.ndarray]:
-    """The HSVs of the time-invariant layers and the energy spectra of the selective ones
-    (from their state ``energies``), in pytree order."""
+    """The HSVs of the time-invariant layers (Gramians over ``horizon`` steps, None: infinite)
+    and the energy spectra of the selective ones (from their state ``energies``), in pytree order."""
     layers = dict(reducible_layers(model))
     systems = dict(zip(layers, _analysed_systems(list(layers.values()), gramians), strict=True))
     groups: dict[tuple[int, int, int], list[str]] = {}
@@ -128,7 +137,7 @@ def _spectra(
             *(np.stack([getattr(systems[n], f) for n in names]) for f in ("poles", "B", "C"))
         )
         try:
-            hsv = cc.hankel_singular_values(stacked)
+            hsv = cc.hankel_singular_values(stacked, horizon=horizon)
         except ValueError as error:
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
@@ -145,9 +154,10 @@ def reduce_layer(
     gramians: Gramians = "complex",
     selection: Selection = "largest",
     rng: np.random.Generator | None = None,
+    horizon: int | None = None,
 ) -> tuple[eqx.Module, LayerReduction]:
     """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
-    (see ``compressm_core.layers.reduce_layer_system``)."""
+    (see ``compressm_core.layers.reduce_layer_system``; ``horizon``: time-limited, no bound)."""
     diagonal, hsv, bound = reduce_layer_system(
         name,
         _numpy_systems([layer])[0],
@@ -156,6 +166,7 @@ def reduce_layer(
         real_output=layer.real_output,
         selection=selection,
         rng=rng,
+        horizon=horizon,
     )
     try:
         new_layer = layer.with_system(diagonal)
@@ -178,6 +189,7 @@ def compress(
     seed: int = 0,
     calibration: Any = None,
     optimizer_state: OptimizerState = "reset",
+    horizon: int | None = None,
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the Optax state follows.
 
@@ -187,6 +199,8 @@ def compress(
     count) copied exactly from ``opt_state``; see ``transfer_optimizer_state``. Selective
     layers keep state indices ranked by their energy on ``calibration`` (batch, L, d_input).
     ``optimizer_state="slice"`` keeps the reduced layers' moments of their kept coordinates.
+    ``horizon``: the Gramians' horizon (None: infinite; L: time-limited over L steps, no bound
+    recorded; not for selective layers).
     """
     if optimizer_state not in OPTIMIZER_STATES:
         msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {optimizer_state!r}"
@@ -197,12 +211,13 @@ def compress(
     if (opt_state is None) != (optimizer is None):
         msg = "give `opt_state` together with the `optimizer` that made it"
         raise ValueError(msg)
+    horizon = check_horizon(horizon)
     layers = dict(reducible_layers(model))
     selective = dict(selective_layers(model))
     require_calibration(list(selective), calibration)
     energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
-        ranks = ranks_for_tolerance(_spectra(model, gramians, energies), tau, energy)
+        ranks = ranks_for_tolerance(_spectra(model, gramians, energies, horizon), tau, energy)
     check_layer_names(ranks, [*layers, *selective])
     rng = np.random.default_rng(seed)
     replacements, records = {}, []
@@ -213,7 +228,7 @@ def compress(
             )
         else:
             replacements[name], record = reduce_layer(
-                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
+                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng, horizon=horizon
             )
         records.append(record)
     new_model = replace_layers(model, replacements)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from compressm_core.gramians import check_horizon
 from compressm_core.layers import (
     Event,
     Gramians,
@@ -76,16 +77,22 @@ class Compressor:
     ``pending`` is the checkpoint kept while a cut awaits judgement (save it with the rest
     of a training checkpoint; ``load_state_dict`` takes it back). ``products`` is the
     certificate's memory under ``timing="certified"``: the last factor products per layer.
+    ``horizon``: the Gramians' horizon, None (infinite, the authors') or L steps
+    (time-limited, e.g. the training sequences' length; see ``compress``).
     """
 
     schedule: ReductionSchedule
     gramians: Gramians = "complex"
+    horizon: int | None = None
     seed: int = 0
     calibration: Tensor | None = None
     state: ScheduleState = field(default_factory=ScheduleState)
     events: list[Event] = field(default_factory=list)
     pending: Checkpoint | None = None
     products: Memory = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_horizon(self.horizon)  # a ValueError naming `horizon` now, not at the first check
 
     def plan(self, model: nn.Module) -> dict[str, int]:
         """The layers to cut now, with their new ranks (HSV units); records the layers'
@@ -95,7 +102,7 @@ class Compressor:
                 self.schedule, self.state, self.products, self._factor_products(model)
             )
             return ranks
-        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration)
+        hsvs = hankel_singular_values(model, gramians=self.gramians, calibration=self.calibration, horizon=self.horizon)
         ranks, self.state = plan_check(self.schedule, self.state, {n: h.tolist() for n, h in hsvs.items()})
         return ranks
 
@@ -104,7 +111,7 @@ class Compressor:
         """``Lq^H Lp`` of every layer, complex128 on the CPU; a selective layer's is the diagonal
         of the root of its state energies, in index order (its singular values are its spectrum)."""
         products = {
-            name: factor_product(_analysed_system(layer, self.gramians)).cpu().numpy()
+            name: factor_product(_analysed_system(layer, self.gramians), horizon=self.horizon).cpu().numpy()
             for name, layer in reducible_layers(model)
         }
         if selective_layers(model):
@@ -146,6 +153,7 @@ class Compressor:
             seed=self.seed + step,
             calibration=self.calibration,
             optimizer_state=self.schedule.optimizer_state,
+            horizon=self.horizon,
         )
         self.cut(step, compressed.reductions, ranks, metric_before, float(evaluate(compressed.model)))
         if self.schedule.net:

@@ -43,8 +43,9 @@ class CompreSSMCallback(Callback):
         *,
         gramians: Gramians = "complex",
         seed: int = 0,
+        horizon: int | None = None,
     ) -> None:
-        self.compressor = Compressor(schedule, gramians=gramians, seed=seed)
+        self.compressor = Compressor(schedule, gramians=gramians, seed=seed, horizon=horizon)
         self.evaluate = evaluate
         self.swapped_out: dict[str, nn.Module] = {}  # the layers a pending cut replaced
 
@@ -86,7 +87,7 @@ class CompreSSMCallback(Callback):
         for name, rank in ranks.items():
             new_layer, record = reduce_layer(
                 name, old_layers[name], rank, gramians=compressor.gramians,
-                selection=compressor.schedule.selection, rng=rng,
+                selection=compressor.schedule.selection, rng=rng, horizon=compressor.horizon,
             )
             set_submodule(pl_module, name, new_layer)
             reductions.append(record)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import compressm_core as cc
+from compressm_core.gramians import check_horizon
 from compressm_core.layers import (
     Gramians,
     LayerReduction,
@@ -96,23 +97,34 @@ def _stacked(systems: list[cc.DiagonalStateSpace]) -> cc.DiagonalStateSpace:
 
 @torch.no_grad()
 def hankel_singular_values(
-    model: nn.Module, *, gramians: Gramians = "complex", calibration: Tensor | None = None
+    model: nn.Module,
+    *,
+    gramians: Gramians = "complex",
+    calibration: Tensor | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Tensor]:
     """Per-layer HSVs (descending), computed in batches of equal shape, in module order.
 
     ``gramians="complex"`` analyses ``u -> C x`` (the CompreSSM authors' choice);
     ``"real_output"`` the map ``u -> Re(C x)`` the layer computes (2n HSVs per layer).
-    Selective layers need ``calibration`` (batch, L, d_input) and give their energy
-    spectrum (``compressm_core.layers.energy_spectrum``, float64 on the CPU) instead.
+    ``horizon``: None for the infinite-horizon Gramians (the authors'), or L for the
+    time-limited ones over L steps (``compressm_core.gramians``), e.g. the length of the
+    training sequences. Selective layers need ``calibration`` (batch, L, d_input) and give
+    their energy spectrum (``compressm_core.layers.energy_spectrum``, float64 on the CPU)
+    instead; it is computed over the calibration sequences, finite already, so ``horizon``
+    does not apply to them.
     """
+    horizon = check_horizon(horizon)
     require_calibration([name for name, _ in selective_layers(model)], calibration)
     energies = state_energies(model, calibration) if selective_layers(model) else {}
-    return _spectra(model, gramians, energies)
+    return _spectra(model, gramians, energies, horizon)
 
 
-def _spectra(model: nn.Module, gramians: Gramians, energies: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The HSVs of the time-invariant layers and the energy spectra of the selective ones
-    (from their state ``energies``), in module order."""
+def _spectra(
+    model: nn.Module, gramians: Gramians, energies: dict[str, Tensor], horizon: int | None
+) -> dict[str, Tensor]:
+    """The HSVs of the time-invariant layers (Gramians over ``horizon`` steps, None: infinite)
+    and the energy spectra of the selective ones (from their state ``energies``), in module order."""
     layers = reducible_layers(model)
     systems = {name: _analysed_system(layer, gramians) for name, layer in layers}
     groups: dict[tuple[int, int, int, torch.dtype], list[str]] = {}
@@ -122,7 +134,7 @@ def _spectra(model: nn.Module, gramians: Gramians, energies: dict[str, Tensor]) 
     result: dict[str, Tensor] = {}
     for names in groups.values():
         try:
-            hsv = cc.hankel_singular_values(_stacked([systems[name] for name in names]))
+            hsv = cc.hankel_singular_values(_stacked([systems[name] for name in names]), horizon=horizon)
         except ValueError as error:
             msg = f"layers {names}: {error}"
             raise ValueError(msg) from None
@@ -140,9 +152,10 @@ def reduce_layer(
     gramians: Gramians = "complex",
     selection: Selection = "largest",
     rng: np.random.Generator | None = None,
+    horizon: int | None = None,
 ) -> tuple[nn.Module, LayerReduction]:
     """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
-    (see ``compressm_core.layers.reduce_layer_system``)."""
+    (see ``compressm_core.layers.reduce_layer_system``; ``horizon``: time-limited, no bound)."""
     with torch.no_grad():
         system = _in_double_precision(layer.ssm_system())
         diagonal, hsv, bound = reduce_layer_system(
@@ -153,6 +166,7 @@ def reduce_layer(
             real_output=layer.real_output,
             selection=selection,
             rng=rng,
+            horizon=horizon,
         )
         try:
             new_layer = layer.with_system(diagonal)
@@ -181,6 +195,7 @@ def compress(
     seed: int = 0,
     calibration: Tensor | None = None,
     optimizer_state: OptimizerState = "reset",
+    horizon: int | None = None,
 ) -> Compressed:
     """Shrink the SSM layers of ``model`` by balanced truncation; the optimizer follows.
 
@@ -193,7 +208,10 @@ def compress(
     exact state of every parameter outside the reduced layers; the reduced layers'
     parameters start afresh (``optimizer_state="reset"``) or keep the moments of their
     kept coordinates (``"slice"``, see ``transfer_optimizer``). ``model`` and ``optimizer``
-    are not modified, so keeping them is a rollback.
+    are not modified, so keeping them is a rollback. ``horizon=L`` ranks and truncates with the
+    time-limited Gramians over L steps (time-limited balanced truncation: no error bound is
+    recorded); None (default) with the infinite-horizon ones. It does not apply to selective
+    layers, whose energies are sums over the calibration sequences already.
     """
     if optimizer_state not in OPTIMIZER_STATES:
         msg = f"`optimizer_state` must be one of {OPTIMIZER_STATES}, got {optimizer_state!r}"
@@ -201,13 +219,14 @@ def compress(
     if (ranks is None) == (tau is None):
         msg = f"give exactly one of `ranks` or `tau`, got ranks={ranks}, tau={tau}"
         raise ValueError(msg)
+    horizon = check_horizon(horizon)
     layers = dict(reducible_layers(model))
     selective = dict(selective_layers(model))
     require_calibration(list(selective), calibration)
     energies = state_energies(model, calibration) if selective else {}
     if ranks is None:
         with torch.no_grad():
-            ranks = ranks_for_tolerance(_spectra(model, gramians, energies), tau, energy)
+            ranks = ranks_for_tolerance(_spectra(model, gramians, energies, horizon), tau, energy)
     check_layer_names(ranks, [*layers, *selective])
     rng = np.random.default_rng(seed)
     replacements = {}
@@ -219,7 +238,7 @@ def compress(
             )
         else:
             replacements[name], record = reduce_layer(
-                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng
+                name, layers[name], rank, gramians=gramians, selection=selection, rng=rng, horizon=horizon
             )
         records.append(record)
     new_model = copy.deepcopy(model)
