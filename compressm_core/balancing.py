@@ -79,8 +79,15 @@ def hankel_singular_values(
     if method not in ("auto", "eigh", "svd"):
         msg = f"`method` {method!r} is unknown; choose 'auto', 'eigh' or 'svd'"
         raise ValueError(msg)
-    xp = sys.xp
     P, Q = common_dtype_gramians(sys, horizon=horizon)
+    return _spectrum_of_gramians(P, Q, sys.xp, factor=factor, method=method)
+
+
+def _spectrum_of_gramians(
+    P: Array, Q: Array, xp: Any, *, factor: FactorMethod = "auto", method: SpectrumMethod = "auto"
+) -> Array:
+    """The HSVs (descending, (..., n)) of the Gramians P, Q of one dtype, as in
+    ``hankel_singular_values`` (which computes the Gramians and calls this)."""
     Lp = gramian_factor(P, method=factor)
     if method == "auto" and (_a.is_traced(Lp) or array_api_compat.is_jax_namespace(xp)):
         method = "svd"
