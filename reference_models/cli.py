@@ -102,6 +102,10 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         help="which balanced states to keep: the largest HSVs (CompreSSM) or an ablation")
     add("--gramians", choices=GRAMIANS, default=defaults.gramians,
         help="complex: balance u -> C x (the authors'); real_output: the map u -> Re(C x) the LRU computes")
+    add("--horizon", type=_horizon, default=defaults.horizon, metavar="{sequence,none,INT}",
+        help="steps the Gramians sum over: sequence (the training sequences' length: time-limited Gramians, in "
+             "which a near-integrator pole weighs what a sequence can see of it), none (infinite horizon, the "
+             "authors'), or a number of steps")
     add("--eval-every", type=int, default=defaults.eval_every, help="steps between validation evaluations")
     add("--hsv-every", type=int, default=defaults.hsv_every,
         help="log every layer's HSVs every N steps and certify when the kept states settle (rank_stability in metrics.json; none: off)")
@@ -118,6 +122,17 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     add("--threads", type=int, default=None,
         help="PyTorch CPU threads (none: $OMP_NUM_THREADS if set, else 1: these models are too small to gain "
              "from a second thread, and two threads on a busy 2-core machine run 20-50x slower)")
+
+
+def _horizon(text: str) -> int | str | None:
+    """``--horizon``: "sequence", "none" (None) or a positive number of steps."""
+    if text in ("sequence", "none"):
+        return None if text == "none" else text
+    steps = int(text) if text.isascii() and text.isdigit() else 0
+    if steps < 1:
+        msg = f"must be 'sequence', 'none' or a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return steps
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -163,6 +178,7 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         optimizer_state=args.optimizer_state,
         selection=args.selection,
         gramians=args.gramians,
+        horizon=args.horizon,
         eval_every=args.eval_every,
         hsv_every=args.hsv_every,
         seed=args.seed,

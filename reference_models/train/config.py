@@ -55,6 +55,9 @@ class TrainConfig:
     optimizer_state: str = "slice"  # better than "reset" in 7 of 10 paired runs (docs/results.md)
     selection: str = "largest"
     gramians: str = "complex"
+    #: The Gramians' horizon: "sequence" (the training sequences' length, time-limited Gramians),
+    #: None (infinite, the CompreSSM authors' choice) or a number of steps.
+    horizon: int | str | None = "sequence"
     calibration_size: int = 32
     eval_every: int = 100
     hsv_every: int | None = None
@@ -102,6 +105,7 @@ class TrainConfig:
                 self.schedule(metric_mode="max")  # validates tau, mode, energy, budget, timing, net
             except ValueError as error:
                 raise ValueError(_with_flags(str(error))) from None
+        self._check_horizon()
         self._check_baseline_options()
         self._check_hsv_every()
         self._check_run_options()
@@ -118,6 +122,23 @@ class TrainConfig:
         if not isinstance(self.tensorboard, bool):
             msg = f"`tensorboard` must be True or False, got {self.tensorboard!r}"
             raise ValueError(msg)
+
+    def _check_horizon(self) -> None:
+        value = self.horizon
+        if value is None or (isinstance(value, str) and value == "sequence"):
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            msg = (
+                f"`horizon` must be 'sequence' (the length of the training sequences), None (infinite) "
+                f"or a positive integer, got {value!r}"
+            )
+            raise ValueError(msg)
+
+    def resolved_horizon(self, sequence_length: int) -> int | None:
+        """The Gramians' horizon in steps for training sequences of ``sequence_length``
+        (``horizon="sequence"``), or None (infinite). Selective layers ignore it (their
+        energies are sums over the calibration sequences)."""
+        return sequence_length if self.horizon == "sequence" else self.horizon
 
     def _check_hsv_every(self) -> None:
         """Rank-stability logging (see ``stability``): PyTorch, time-invariant layers."""

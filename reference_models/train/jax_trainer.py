@@ -171,9 +171,10 @@ def train(
     calibration = calibration_batch(config, data)
     batches = BatchStream(data.x_train, data.y_train, config.batch_size, config.seed)
     compressor = None
+    horizon = config.resolved_horizon(data.x_train.shape[1])
     if config.compresses:
         schedule = config.schedule(metric_mode="max" if classification else "min")
-        compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, seed=config.seed, calibration=calibration)
+        compressor = cj.Compressor(schedule, optimizer, gramians=config.gramians, horizon=horizon, seed=config.seed, calibration=calibration)
         compressor = ShardedCompressor.wrapping(compressor, mesh=mesh)  # reduced model re-replicated
     if resume:
         model, opt_state, key, record, best, compressor, state = _restore(output / CHECKPOINT, config, optimizer, compressor, batches, mesh)
@@ -186,8 +187,8 @@ def train(
         model = build_model(config, data, model_key)
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         model, opt_state = replicate((model, opt_state), mesh)
-        record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.compressible_layers(model)])
-        record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+        record = RunRecord.start(config, kind, [layer.state_dim for _, layer in cj.compressible_layers(model)], horizon)
+        record.hsv_snapshot(0, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration, horizon=horizon))
         best, start_step, elapsed = None, 0, 0.0
         files = RunFiles(config, record, output, write=jax.process_index() == 0)
     record.device = ", ".join(f"{device.platform}:{device.id}" for device in mesh.devices.flat)
@@ -241,7 +242,7 @@ def train(
         evaluate(model, data.x_test, data.y_test, kind),
         evaluate(best if best is not None else model, data.x_test, data.y_test, kind),
     )
-    record.hsv_snapshot(config.steps, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+    record.hsv_snapshot(config.steps, cj.hankel_singular_values(model, gramians=config.gramians, calibration=calibration, horizon=horizon))
     return model, record
 
 

@@ -19,8 +19,9 @@ public configuration files; "code": the authors' public trainer; "ours": our cho
   (the sMNIST/sCIFAR interval; the LRA files do not show theirs) and the evaluation
   interval, 2.5% of training.
 - The reduction rule, all presets: tolerance mode, tolerance on the HSV sum, keep the
-  largest HSVs, balance ``u -> C x`` (code: ``hsv.py``, ``ReductionConfig``), the 5% gate
-  (code), and no safety net: the authors' tolerance mode never rolls back (code). Their
+  largest HSVs, balance ``u -> C x`` (code: ``hsv.py``, ``ReductionConfig``), infinite-horizon
+  Gramians (``horizon=None``; code: the Lyapunov solutions; our default is the sequence length,
+  see ``TrainConfig.horizon``), the 5% gate (code), and no safety net: the authors' tolerance mode never rolls back (code). Their
   configs also carry ``performance_tolerance: 0.02``, which only their pragmatic mode reads
   (fixed 10% cuts, judged at the next check); it is kept here as ``rollback_tolerance`` so
   that ``--mode pragmatic`` (or ``--safety-net``) uses it, and is inactive otherwise.
@@ -57,6 +58,7 @@ _SCHEDULE: dict[str, Any] = {
     "rollback_tolerance": 0.02,  # pragmatic mode only (configs: performance_tolerance)
     "selection": "largest",
     "gramians": "complex",
+    "horizon": None,  # the authors' infinite-horizon Gramians (code), not our "sequence" default
     "optimizer_state": "slice",
 }
 

@@ -36,10 +36,11 @@ class RunRecord:
     device: str | None = None
     completed_steps: int = 0
     rank_stability: dict | None = None  # ``StabilityLog.report``, when HSVs were logged
+    horizon: int | None = None  # the Gramians' horizon in steps (``config.horizon`` resolved); None: infinite
 
     @classmethod
-    def start(cls, config: TrainConfig, kind: str, dims: list[int]) -> RunRecord:
-        return cls(config, kind, list(dims), list(dims))
+    def start(cls, config: TrainConfig, kind: str, dims: list[int], horizon: int | None = None) -> RunRecord:
+        return cls(config, kind, list(dims), list(dims), horizon=horizon)
 
     @property
     def metric_name(self) -> str:
@@ -143,5 +144,6 @@ class RunRecord:
             "evaluations": self.evaluations,
             "hsv_history": self.hsv_history,
             **({"rank_stability": self.rank_stability} if self.rank_stability is not None else {}),
+            "horizon": self.horizon,
             "config": self.config.to_dict(),
         }

@@ -44,15 +44,16 @@ def _to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def factor_product(layer: Any, gramians: str = "complex") -> np.ndarray:
-    """``M = Lq^H Lp`` (n, n), complex128, of a ``ReducibleSSM`` layer's analysed system: its
-    singular values are the layer's HSVs, and differences of ``M`` bound their movement."""
+def factor_product(layer: Any, gramians: str = "complex", horizon: int | None = None) -> np.ndarray:
+    """``M = Lq^H Lp`` (n, n), complex128, of a ``ReducibleSSM`` layer's analysed system (Gramians
+    over ``horizon`` steps; None: infinite): its singular values are the layer's HSVs, and
+    differences of ``M`` bound their movement."""
     system = layer.ssm_system()
     xp = system.xp
     double = cc.DiagonalStateSpace(
         *(xp.astype(a, xp.complex128) for a in (system.poles, system.B, system.C))
     )
-    Lp, Lq = cc.gramian_factors(analysed_system(double, gramians, real_output=layer.real_output))
+    Lp, Lq = cc.gramian_factors(analysed_system(double, gramians, real_output=layer.real_output), horizon=horizon)
     return _to_numpy(xp.conj(xp.matrix_transpose(Lq)) @ Lp).astype(np.complex128)
 
 
@@ -157,13 +158,14 @@ class StabilityLog:
     """Factor products of every layer during a run (see the module docstring).
 
     ``layers(model)`` lists a model's ``(name, ReducibleSSM)`` pairs; ``gramians`` is the
-    run's choice ("complex" or "real_output").
+    run's choice ("complex" or "real_output"), ``horizon`` its Gramians' horizon (None: infinite).
     """
 
     every: int
     total_steps: int
     layers: Callable[[Any], list[tuple[str, Any]]]
     gramians: str = "complex"
+    horizon: int | None = None
     steps: dict[str, list[int]] = field(default_factory=dict)
     products: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _state_dims: dict[str, int] = field(default_factory=dict, repr=False)
@@ -180,7 +182,7 @@ class StabilityLog:
                 continue
             self._state_dims[name] = layer.state_dim
             self.steps.setdefault(name, []).append(step)
-            self.products.setdefault(name, []).append(factor_product(layer, self.gramians))
+            self.products.setdefault(name, []).append(factor_product(layer, self.gramians, self.horizon))
 
     def observe(self, step: int, model: Any, reduced: Any = None) -> None:
         """Call after training step ``step`` (0 before training) with the model the compressor

@@ -120,7 +120,8 @@ def train(
     calibration = calibration_batch(config, data)
     batches = BatchStream(data.x_train, data.y_train, config.batch_size, config.seed)
     schedule = config.schedule(metric_mode=metric_mode) if config.compresses else None
-    compressor = ct.Compressor(schedule, gramians=config.gramians, seed=config.seed, calibration=calibration) if schedule else None
+    horizon = config.resolved_horizon(data.x_train.shape[1])
+    compressor = ct.Compressor(schedule, gramians=config.gramians, horizon=horizon, seed=config.seed, calibration=calibration) if schedule else None
     if resume:
         model, optimizer, record, best, state = _restore(output / CHECKPOINT, config, parallel.device, compressor, batches)
         start_step, elapsed = state["step"], state["elapsed_s"]
@@ -130,12 +131,12 @@ def train(
         torch.manual_seed(config.seed)
         model = build_model(config, data).to(parallel.device)
         optimizer = build_optimizer(model, config)
-        record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.compressible_layers(model)])
-        record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+        record = RunRecord.start(config, kind, [layer.state_dim for _, layer in ct.compressible_layers(model)], horizon)
+        record.hsv_snapshot(0, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration, horizon=horizon))
         best, start_step, elapsed = None, 0, 0.0
         files = RunFiles(config, record, output, write=parallel.is_main)
     record.device = str(parallel.device)  # where this part of the run trains
-    stability = StabilityLog(config.hsv_every, config.steps, ct.reducible_layers, config.gramians) if config.hsv_every else None
+    stability = StabilityLog(config.hsv_every, config.steps, ct.reducible_layers, config.gramians, horizon) if config.hsv_every else None
     if stability is not None:
         with torch.no_grad():
             stability.observe(0, model)
@@ -201,7 +202,7 @@ def train(
         parallel.evaluate(evaluate, model, data.x_test, data.y_test, kind),
         parallel.evaluate(evaluate, best, data.x_test, data.y_test, kind),
     )
-    record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration))
+    record.hsv_snapshot(config.steps, ct.hankel_singular_values(model, gramians=config.gramians, calibration=calibration, horizon=horizon))
     if stability is not None:
         record.rank_stability = stability.report(schedule)
     return model, record

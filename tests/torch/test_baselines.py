@@ -233,7 +233,7 @@ def test_every_arm_runs_with_the_right_dims(every_arm):
     hnn = _metrics(output, "hnn")
     assert hnn["config"]["hnn_weight"] == 0.05 and hnn["final_state_dims"] == [12]
     full_model = load_model(output / "full_seed0" / "model.safetensors")
-    expected = truncate(full_model, full["config"], tau=TINY.tau).model
+    expected = truncate(full_model, full["config"], tau=TINY.tau, horizon=full["horizon"]).model  # the run's horizon
     truncated = _metrics(output, "truncate")
     assert truncated["final_state_dims"] == [layer.state_dim for _, layer in ct.reducible_layers(expected)]
     data = load_task("digits", seed=0, max_train=200)
@@ -258,7 +258,8 @@ def test_truncated_run_on_its_own(every_arm):
     output, _ = every_arm
     full = _metrics(output, "full")
     data = load_task("digits", seed=0, max_train=200)
-    model, metrics = truncated_run(str(output / "full_seed0" / "model.safetensors"), full, data, dims=[3])
+    infinite = {**full, "horizon": None}  # the infinite-horizon truncation, which has the H-inf bound
+    model, metrics = truncated_run(str(output / "full_seed0" / "model.safetensors"), infinite, data, dims=[3])
     assert metrics["final_state_dims"] == [3] and metrics["initial_state_dims"] == [12]
     assert metrics["test_accuracy"] == evaluate(model, data.x_test, data.y_test, data.kind)
     assert metrics["error_bounds"]["blocks.0.ssm"] == pytest.approx(2 * sum(sorted(metrics["hsv"]["blocks.0.ssm"])[:-3]))
@@ -278,5 +279,6 @@ def test_compare_command_with_a_subset_of_arms_and_several_taus(tmp_path, capsys
     for seed in (0, 1):
         model = load_model(tmp_path / f"full_seed{seed}" / "model.safetensors")
         metrics = json.loads((tmp_path / f"truncate_tau0.3_seed{seed}" / "metrics.json").read_text())
-        hsv = ct.hankel_singular_values(model)["blocks.0.ssm"]
+        hsv = ct.hankel_singular_values(model, horizon=metrics["truncation"]["horizon"])["blocks.0.ssm"]  # the run's
+        assert metrics["truncation"]["horizon"] == 64  # digits: sequences of 64 steps
         assert metrics["final_state_dims"] == [int(cc.rank_for_energy(hsv, 0.3))]
