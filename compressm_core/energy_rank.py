@@ -1,20 +1,22 @@
 """The rank decision without the full HSV spectrum, for energy = sum of squared HSVs.
 
-The squared HSVs are the eigenvalues of the Hermitian ``H = P^1/2 Q P^1/2`` (those of ``Q P``)
-and their total is ``trace(P Q)``, O(n^2) from the Gramians. A block Krylov space
-``W = [V, (QP) V, (QP)^2 V, ...]`` with a Rayleigh-Ritz step on the pencil
-``((PW)^H Q (PW), W^H P W)`` gives Ritz values ``theta_1 >= ... >= theta_k``; they are the
-eigenvalues of H compressed to the subspace ``P^1/2 W``. Two bounds follow for the partial sums
-``S_j = sigma_1^2 + ... + sigma_j^2``:
+The squared HSVs are the eigenvalues of the Hermitian ``H = Lp^H Q Lp`` (``P = Lp Lp^H``;
+those of ``Q P``), and their total is ``trace(P Q) = sum_ij P_ij conj(Q_ij)``, O(n^2) from the
+Gramians. The rank needs only the partial sums ``S_j = sigma_1^2 + ... + sigma_j^2`` near the
+threshold ``(1 - tau) trace(PQ)``. ``hankel_rank`` finds them in a block Krylov space
+``W = [V, (QP) V, (QP)^2 V, ...]`` whose basis is orthonormal in the P inner product
+(``W^H P W = I``; QP is self-adjoint there, so this is block Lanczos), so that the Ritz values
+``theta_1 >= ... >= theta_k`` are the eigenvalues of the k x k matrix ``(PW)^H Q (PW)``, the
+compression of H to ``Lp^H W``. Two bounds follow:
 
-- lower: ``theta_1 + ... + theta_j <= S_j`` (Cauchy interlacing / Ky Fan);
-- upper: ``S_j <= theta_1 + ... + theta_j + (trace(PQ) - theta_1 - ... - theta_k)`` (Ky Fan for
-  the sum of the compressed part and the positive semidefinite rest).
+- lower: ``theta_1 + ... + theta_j <= S_j`` (Cauchy interlacing), so the rank read from the
+  Ritz values is never smaller than the true rank;
+- upper: ``S_j <= theta_1 + ... + theta_j + (trace(PQ) - theta_1 - ... - theta_k)`` (Ky Fan,
+  for the compressed part plus the semidefinite rest); when it keeps ``S_(r-1)`` below the
+  threshold, the rank is certified equal to the full spectrum's.
 
-The rank read from the lower bounds is never smaller than the true rank; when the upper bound
-of ``S_(r-1)`` stays below the threshold it is the true rank, certified. Each block costs two
-products with n x n matrices of a block of columns, O(n^2 b), instead of the O(n^3)
-factorisations and eigenvalue problem of the full spectrum.
+Each block of b columns costs two products of the n x n Gramians with an n x b block,
+O(n^2 b), instead of the O(n^3) factorisation and eigenvalue problem of the full spectrum.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _array as _a
-from .balancing import _check_tau, hankel_singular_values, rank_for_energy
+from .balancing import _check_tau, _spectrum_of_gramians, rank_for_energy
 from .gramians import common_dtype_gramians
 from .systems import System
 
@@ -32,11 +34,14 @@ Array = Any
 
 #: the Krylov space grows at most to this fraction of n before the full spectrum is cheaper
 MAX_FRACTION = 0.3
-#: the space needed to settle a rank is about this many times the rank
-SETTLING = 2.5
-#: the rank is settled when the last block moved S_(r-1) by less than 1/SETTLED of its distance
-#: to the threshold (and did not change the rank)
-SETTLED = 8.0
+#: the first look at the Ritz values is at this many times the rank the states' energies suggest
+FIRST_LOOK = 1.6
+#: a rank is given up on (full spectrum) when settling it would need this many times its size
+SETTLING = 1.8
+#: settled: S_(r-1) plus this many times its extrapolated remaining growth is below the threshold
+SAFETY = 3.0
+#: the basis may drift this far from P-orthonormal (Frobenius norm) before it is not trusted
+DRIFT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -62,28 +67,14 @@ def _start_block(n: int, k: int, dtype: Any, like: Array, xp: Any) -> Array:
     return xp.astype(block, dtype)
 
 
-def _ritz_values(H: Array, G: Array, xp: Any) -> Array:
-    """Eigenvalues (descending, clipped at 0) of the Hermitian-definite pencil (H, G)."""
-    L = xp.linalg.cholesky((G + _a.mH(G, xp)) / 2)
-    Linv = xp.linalg.inv(L)
-    K = Linv @ H @ _a.mH(Linv, xp)
-    values = xp.linalg.eigvalsh((K + _a.mH(K, xp)) / 2)
-    return xp.flip(xp.clip(values, min=0.0), axis=-1)
+def _inner(X: Array, Y: Array, xp: Any) -> Array:
+    """``X^H Y`` for a tall X and a thin Y, without a conjugated copy of X."""
+    return _a.mH(_a.mH(Y, xp) @ X, xp)
 
 
-def _orthonormal_complement(Y: Array, W: Array | None, xp: Any) -> Array:
-    """An orthonormal basis of Y with the span of the orthonormal W removed (twice, for rounding)."""
-    if W is not None:
-        for _ in range(2):
-            Y = Y - W @ (_a.mH(W, xp) @ Y)
-    return xp.linalg.qr(Y)[0]
-
-
-def _grow(M: Array, side: Array, corner: Array, xp: Any) -> Array:
-    """[[M, side], [side^H, corner]]."""
-    top = xp.concat([M, side], axis=-1)
-    bottom = xp.concat([_a.mH(side, xp), corner], axis=-1)
-    return xp.concat([top, bottom], axis=-2)
+def _real_diagonal(X: Array, xp: Any) -> Array:
+    d = _a.diagonal(X, xp)
+    return xp.real(d) if _a.is_complex(d, xp) else d
 
 
 def _ranks(partial: Array, threshold: Array, xp: Any) -> Array:
@@ -92,19 +83,110 @@ def _ranks(partial: Array, threshold: Array, xp: Any) -> Array:
     return xp.sum(short, axis=-1) + 1
 
 
-def _expected_rank(
-    lower: Array, threshold: Array, previous_top: Array | None, b: int, xp: Any
-) -> Array:
-    """The rank where it is reached, else k plus the columns that the missing energy would
-    need at the rate the last block gained (gains shrink, so this underestimates)."""
-    k = lower.shape[-1]
-    reached = xp.astype(_ranks(lower, threshold, xp), lower.dtype)
-    if previous_top is None:
-        return reached
-    missing = xp.clip(threshold - lower[..., -1], min=0.0)
-    gain = lower[..., -1] - previous_top
-    blocks = missing / xp.where(gain > 0, gain, xp.full_like(gain, float("inf")))
-    return xp.where(reached <= k, reached, k + b * blocks)
+def _partial_sum(partial: Array, j: Array, xp: Any) -> Array:
+    """S_j from the partial sums (S_1, ..., S_k), with S_0 = 0; j: (...) integers <= k."""
+    padded = xp.concat([xp.zeros_like(partial[..., :1]), partial], axis=-1)
+    return xp.take_along_axis(padded, j[..., None], axis=-1)[..., 0]
+
+
+def _energy_estimate(P: Array, Q: Array, tau: float, xp: Any) -> int:
+    """The largest rank over the batch that the states' energies ``P_ii Q_ii`` (the HSVs of
+    decoupled states) give: a plan for where to look, never the answer."""
+    energies = xp.flip(xp.sort(_real_diagonal(P, xp) * _real_diagonal(Q, xp), axis=-1), axis=-1)
+    partial = xp.cumulative_sum(energies, axis=-1)
+    return int(xp.max(_ranks(partial, (1 - tau) * partial[..., -1], xp)))
+
+
+class _LanczosSpace:
+    """The block Krylov space of QP from ``start``, its basis W orthonormal in the P inner
+    product (classical Gram-Schmidt twice), with ``PW`` and ``H = (PW)^H Q (PW)`` kept."""
+
+    def __init__(self, P: Array, Q: Array, start: Array, xp: Any) -> None:
+        self.P, self.Q, self.xp = P, Q, xp
+        self.W = self.PW = self.H = None
+        self.next = start
+        self.scale = 1.0  # 1 / (1 + drift) once the drift is known (see ``trust``)
+        self.values: dict[int, Array] = {}  # unscaled Ritz values by dimension
+
+    @property
+    def dimension(self) -> int:
+        return 0 if self.W is None else self.W.shape[-1]
+
+    def grow(self) -> bool:
+        """Add the next block; False where it is (numerically) inside the space already."""
+        xp = self.xp
+        Y = self.next
+        for _ in range(2 if self.W is not None else 0):
+            Y = Y - self.W @ _inner(self.PW, Y, xp)
+        PY = self.P @ Y
+        G = _a.mH(Y, xp) @ PY
+        try:
+            L = xp.linalg.cholesky((G + _a.mH(G, xp)) / 2)
+        except (ValueError, RuntimeError):  # NumPy, torch: not positive definite
+            return False
+        if not bool(xp.all(xp.isfinite(L))):  # JAX: NaN instead of an error
+            return False
+        normalise = _a.mH(xp.linalg.inv(L), xp)
+        Y, PY = Y @ normalise, PY @ normalise
+        QPY = self.Q @ PY
+        corner = _a.mH(PY, xp) @ QPY
+        if self.W is None:
+            self.W, self.PW, self.H = Y, PY, corner
+        else:
+            side = _inner(self.PW, QPY, xp)
+            top = xp.concat([self.H, side], axis=-1)
+            self.H = xp.concat([top, xp.concat([_a.mH(side, xp), corner], axis=-1)], axis=-2)
+            self.W, self.PW = xp.concat([self.W, Y], axis=-1), xp.concat([self.PW, PY], axis=-1)
+        self.next = QPY
+        return True
+
+    def ritz_values(self, k: int) -> Array:
+        """Lower bounds (..., k) of sigma_1^2 >= ... >= sigma_k^2: the Ritz values of the first
+        k columns, times ``scale``."""
+        if k not in self.values:
+            xp = self.xp
+            H = self.H[..., :k, :k]
+            self.values[k] = xp.flip(xp.clip(xp.linalg.eigvalsh((H + _a.mH(H, xp)) / 2), min=0.0), axis=-1)
+        return self.values[k] * self.scale
+
+    def ritz_sums(self, k: int) -> Array:
+        return self.xp.cumulative_sum(self.ritz_values(k), axis=-1)
+
+    def trust(self) -> bool:
+        """Scale the Ritz values by ``1 / (1 + ||W^H P W - I||_F)``, which keeps them below
+        those of the exact pencil ``(H, W^H P W)``; False when the basis drifted beyond ``DRIFT``."""
+        xp = self.xp
+        G = _a.mH(self.W, xp) @ self.PW
+        drift = _a.frobenius_norm(G - _a.eye(self.dimension, G.dtype, G, xp), xp)
+        self.scale = 1 / (1 + drift[..., None])
+        return float(xp.max(drift)) <= DRIFT
+
+
+def _decide(space: _LanczosSpace, threshold: Array, total: Array, b: int, xp: Any):
+    """``(rank, certified)`` when every batch member's rank is certified or settled, else None.
+
+    Settled: the Ritz sum of ``S_(r-1)`` grew by g1 in the last block and g0 in the one before;
+    at that geometric rate ``rho = g1 / g0`` the rest of its growth is ``g1 rho / (1 - rho)``
+    (an overestimate once the convergence speeds up, as Krylov convergence does), and
+    ``SAFETY`` times that keeps it below the threshold."""
+    k = space.dimension
+    lower = space.ritz_sums(k)
+    rank = _ranks(lower, threshold, xp)
+    if not bool(xp.all(rank <= k)):
+        return None
+    before = _partial_sum(lower, rank - 1, xp)
+    certified = before + xp.clip(total - lower[..., -1], min=0.0) < threshold
+    settled = xp.zeros_like(certified)
+    if k >= 3 * b and bool(xp.all(rank - 1 <= k - 2 * b)):
+        one, two = (_partial_sum(space.ritz_sums(k - i * b), rank - 1, xp) for i in (1, 2))
+        g1, g0 = before - one, one - two
+        rho = g1 / xp.where(g0 > 0, g0, xp.ones_like(g0))
+        converging = (g0 > 0) & (rho < 1)
+        rest = g1 * rho / xp.where(converging, 1 - rho, xp.ones_like(rho))
+        settled = (g1 <= 0) | (converging & (before + SAFETY * rest < threshold))
+    if not bool(xp.all(certified | settled)):
+        return None
+    return rank, bool(xp.all(certified))
 
 
 def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None = None) -> EnergyRank:
@@ -112,12 +194,15 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None
 
     The same decision as ``rank_for_energy(hankel_singular_values(sys), tau, energy="squared")``
     from a block Krylov space grown by ``block`` columns at a time (see the module docstring).
-    It stops when the rank is certified equal to the full spectrum's (``certified=True``), or
-    when a block left the rank unchanged and moved ``S_(r-1)`` by less than 1/8 of its distance
-    to the threshold (settled; never smaller than the true rank). It computes the full spectrum
-    instead for small n, when the rank would need more than 30% of n to settle, or when the
-    projected problem becomes singular. Eager only (the stopping rule reads values).
-    ``horizon``: the Gramians of ``gramians(sys, horizon=horizon)`` (L steps; None: infinite).
+    The Ritz values are read after three blocks, then after every block from 1.6 times the rank
+    that the states' energies ``P_ii Q_ii`` suggest. It stops when the rank is certified equal to
+    the full spectrum's (``certified=True``), or when it is settled: the partial sum
+    ``S_(r-1)``, grown on at the rate of its last two blocks, stays below the threshold with a
+    margin of 3 (never smaller than the true rank in any case). It computes the full spectrum,
+    from the same Gramians, instead: for small n; after the first three blocks when the
+    energies suggest a rank that needs more than 30% of n to settle; when the Ritz values do;
+    and when the basis degenerates. Eager only (the stopping rule reads values). ``horizon``:
+    the Gramians of ``gramians(sys, horizon=horizon)`` (L steps; None: infinite).
 
     Examples
     --------
@@ -132,49 +217,30 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None
     xp = sys.xp
     n = sys.n
     P, Q = common_dtype_gramians(sys, horizon=horizon)
-    total = xp.sum(P * xp.matrix_transpose(Q), axis=(-2, -1))
-    total = xp.real(total) if _a.is_complex(total, xp) else total
+    rows = xp.vecdot(Q, P, axis=-1)  # sum_j conj(Q_ij) P_ij: trace(PQ) summed, Q Hermitian
+    total = xp.sum(xp.real(rows) if _a.is_complex(rows, xp) else rows, axis=-1)
     threshold = (1 - tau) * total
     b = min(block, n)
     limit = int(MAX_FRACTION * n)
-    W = G = H = PW = previous = previous_top = None
-    Y = xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b))
-    if int(limit / SETTLING) < 2 * b:  # small n: the full spectrum is cheaper than any subspace
-        limit = 0
-    while limit and (W is None or W.shape[-1] + b <= limit):
-        Y = _orthonormal_complement(Y, W, xp)
-        PY = P @ Y
-        QPY = Q @ PY
-        if W is None:
-            W, PW = Y, PY
-            G, H = _a.mH(Y, xp) @ PY, _a.mH(PY, xp) @ QPY
-        else:
-            G = _grow(G, _a.mH(W, xp) @ PY, _a.mH(Y, xp) @ PY, xp)
-            H = _grow(H, _a.mH(PW, xp) @ QPY, _a.mH(PY, xp) @ QPY, xp)
-            W, PW = xp.concat([W, Y], axis=-1), xp.concat([PW, PY], axis=-1)
-        try:
-            ritz = _ritz_values(H, G, xp)
-        except (ValueError, RuntimeError):  # singular projected P (rank-deficient Gramian)
+    smallest = 3 * b  # the first look; then from ``first`` on, after every block
+    first = b * math.ceil(max(smallest, FIRST_LOOK * _energy_estimate(P, Q, tau, xp)) / b)
+    space = _LanczosSpace(P, Q, xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b)), xp)
+    while smallest <= limit:
+        grown = space.grow()
+        k = space.dimension
+        if grown and k != smallest and k < first:
+            continue
+        decision = _decide(space, threshold, total, b, xp) if k else None
+        if decision is not None:
+            if not space.trust():
+                break
+            decision = _decide(space, threshold, total, b, xp)  # with the drift-scaled values
+            if decision is not None:
+                rank, certified = decision
+                return EnergyRank(rank, xp.sqrt(space.ritz_values(k)), total, certified, k)
+        if not grown or k + b > limit or first > limit:
             break
-        if not bool(xp.all(xp.isfinite(ritz))):  # JAX: NaN instead of an error
+        if SETTLING * int(xp.max(_ranks(space.ritz_sums(k), threshold, xp))) > limit:
             break
-        lower = xp.cumulative_sum(ritz, axis=-1)
-        rank = _ranks(lower, threshold, xp)
-        k = lower.shape[-1]
-        below = xp.concat([xp.zeros_like(lower[..., :1]), lower], axis=-1)  # S_0 = 0, S_1, ...
-        before = xp.take_along_axis(below, xp.clip(rank - 1, max=k)[..., None], axis=-1)[..., 0]
-        uncaptured = xp.clip(total - lower[..., -1], min=0.0)
-        room = bool(xp.all(rank + b <= k))
-        if room and bool(xp.all(before + uncaptured < threshold)):
-            return EnergyRank(rank, xp.sqrt(ritz), total, certified=True, dimension=k)
-        if room and previous is not None and bool(xp.all(rank == previous[0])):
-            growth = before - previous[1]  # how much the block moved the partial sum S_(r-1)
-            if bool(xp.all(SETTLED * growth < threshold - before)):
-                return EnergyRank(rank, xp.sqrt(ritz), total, certified=False, dimension=k)
-        if bool(xp.any(_expected_rank(lower, threshold, previous_top, b, xp) > limit / SETTLING)):
-            break  # it would not settle within the limit: the full spectrum is cheaper
-        previous, previous_top = (rank, before), lower[..., -1]
-        Y = QPY  # the next Krylov block
-    hsv = hankel_singular_values(sys, horizon=horizon)
-    rank = rank_for_energy(hsv, tau, energy="squared")
-    return EnergyRank(rank, hsv, total, certified=True, dimension=n)
+    hsv = _spectrum_of_gramians(P, Q, xp)
+    return EnergyRank(rank_for_energy(hsv, tau, energy="squared"), hsv, total, True, n)

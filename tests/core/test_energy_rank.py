@@ -94,3 +94,35 @@ def test_bad_options_are_rejected(xp):
     with pytest.raises(ValueError, match="`block` must be an integer"):
         cc.hankel_rank(system, 0.1, block=0)
     assert int(cc.hankel_rank(system, 0.1, block=np.int64(1)).rank) >= 1
+
+
+@eager_only
+def test_ranks_up_to_a_tenth_of_n_come_from_a_small_subspace(xp):
+    """The benchmark's kind of system (n = 500, m = p = 32, poles 0.9-0.999, slowly decaying
+    HSVs): kept ranks of 2-10% of n are settled in a subspace well below n and equal SciPy's."""
+    poles, B, C = lru_like(np.random.default_rng(5), 500, 32)
+    hsv = diagonal_hsv(poles, B, C)
+    system = diagonal_state_space(xp, poles, B, C)
+    for tau in (0.3, 0.2, 0.1):
+        result = cc.hankel_rank(system, tau)
+        assert int(result.rank) == full_rank(hsv, tau) <= 50
+        assert result.dimension <= 0.3 * 500
+
+
+@eager_only
+def test_a_rank_beyond_the_subspace_limit_comes_from_the_full_spectrum(xp):
+    poles, B, C = lru_like(np.random.default_rng(5), 500, 32)
+    result = cc.hankel_rank(diagonal_state_space(xp, poles, B, C), 0.01)
+    assert (result.dimension, result.certified) == (500, True)
+    assert int(result.rank) == full_rank(diagonal_hsv(poles, B, C), 0.01)
+
+
+@eager_only
+def test_uncontrollable_states_leave_the_rank_right(xp):
+    """Only 20 of 300 states get input (P has rank 20): the Krylov basis runs out of
+    directions after one block, and the full spectrum decides."""
+    rng = np.random.default_rng(6)
+    poles, B, C = lru_like(rng, 300, 8)
+    B[20:] = 0
+    result = cc.hankel_rank(diagonal_state_space(xp, poles, B, C), 0.05)
+    assert int(result.rank) == full_rank(diagonal_hsv(poles, B, C), 0.05)
