@@ -32,6 +32,19 @@ def measure(call: Callable[[], Any], repeats: int, warmup: bool = True) -> tuple
     return statistics.median(times), min(times), out
 
 
+def measure_alternately(calls: Sequence[Callable[[], Any]], repeats: int) -> list[tuple[float, Any]]:
+    """Median wall time and last result of each call, the calls taking turns (one untimed
+    round first): a change of the machine's load hits every call alike."""
+    outs = [call() for call in calls]
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            outs[i] = call()
+            times[i].append(time.perf_counter() - start)
+    return [(statistics.median(t), out) for t, out in zip(times, outs, strict=True)]
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A NumPy copy of an array of any library (torch tensors are moved to the host first)."""
     if hasattr(x, "detach"):

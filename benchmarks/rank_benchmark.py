@@ -4,7 +4,8 @@ For each tau: (a) the authors' algorithm (Gramians by elementwise division, sqrt
 followed by the energy rank; (full) ``compressm_core.hankel_singular_values`` followed by
 ``rank_for_energy``; and ``compressm_core.hankel_rank`` (a block Krylov space, rank never too
 small, certified equal where its two-sided bound closes). Same system, same process, median of
---repeats after a warm-up; the ranks of all three are printed so that any difference shows.
+--repeats after a warm-up, the three taking turns (a change of load hits all alike); the ranks
+of all three are printed so that any difference shows.
 
     python benchmarks/rank_benchmark.py --n 1024 --m 64 --taus 0.3 0.2 0.1 0.05
     python benchmarks/rank_benchmark.py --device cuda        # torch arrays on the GPU
@@ -67,11 +68,14 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     print(f"{_timing.machine_line(info)}\nn = {args.n}, m = p = {args.m}, device {device}\n")
     rows = []
     for tau in args.taus:
-        t_a, _, r_a = _timing.measure(lambda tau=tau: authors_rank(*arrays, tau), args.repeats)
-        t_full, _, r_full = _timing.measure(
-            lambda tau=tau: full_spectrum_rank(system, tau), args.repeats
+        (t_a, r_a), (t_full, r_full), (t_fast, fast) = _timing.measure_alternately(
+            [
+                lambda tau=tau: authors_rank(*arrays, tau),
+                lambda tau=tau: full_spectrum_rank(system, tau),
+                lambda tau=tau: cc.hankel_rank(system, tau),
+            ],
+            args.repeats,
         )
-        t_fast, _, fast = _timing.measure(lambda tau=tau: cc.hankel_rank(system, tau), args.repeats)
         rows.append(
             (
                 tau,

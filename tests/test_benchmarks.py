@@ -186,3 +186,22 @@ def test_training_step_benchmark_quick_gives_finite_times_for_both_backends(tmp_
     assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows for key in ("torch_s", "jax_s", "jax_compile_s"))
     assert json.loads((tmp_path / "step.json").read_text())["rows"] == rows
     assert "| state dim | PyTorch step (ms, cpu) | JAX step (ms, cpu) |" in printed.getvalue()
+
+
+def test_measure_alternately_times_the_calls_in_turns(load_benchmark):
+    import _timing
+
+    order = []
+    results = _timing.measure_alternately([lambda: order.append("a") or 1, lambda: order.append("b") or 2], 3)
+    assert order == ["a", "b"] * 4  # one untimed round, then three timed ones
+    assert [out for _, out in results] == [1, 2]
+    assert all(seconds >= 0 for seconds, _ in results)
+
+
+def test_rank_benchmark_rows_give_one_rank_from_all_three_methods(load_benchmark):
+    module = load_benchmark("rank_benchmark")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        rows = module.main(["--n", "200", "--m", "4", "--taus", "0.2", "0.05", "--repeats", "1"])
+    assert [row[0] for row in rows] == [0.2, 0.05]
+    assert all(row[1] == row[2] == row[3] for row in rows)
+    assert "| tau | rank (a) | rank full | rank hankel_rank |" in printed.getvalue()
