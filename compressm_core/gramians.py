@@ -44,34 +44,42 @@ def check_horizon(horizon: Any) -> int | None:
 
 
 def _exp_minus_one(a: Array, b: Array, like: Array, xp: Any) -> Array:
-    """``exp(a + i b) - 1`` from real functions, accurate where it is small:
-    ``expm1(a) cos b - 2 sin^2(b / 2) + i exp(a) sin b`` (real part only for a real ``like``)."""
-    half_sine = xp.sin(b / 2)
-    real = xp.expm1(a) * xp.cos(b) - 2 * half_sine * half_sine
+    """``exp(a + i b) - 1`` from real functions, accurate where it is small: with
+    ``s, c = sin(b/2), cos(b/2)`` and ``m = expm1(a)`` it is ``m - 2 s^2 (1 + m) + 2 i (1 + m) s c``
+    (the real part only for a real ``like``)."""
+    half_sine, half_cosine, m = xp.sin(b / 2), xp.cos(b / 2), xp.expm1(a)
+    real = m - 2 * half_sine * half_sine * (1 + m)
     if not _a.is_complex(like, xp):
         return real
-    return xp.astype(real, like.dtype) + xp.astype(xp.exp(a) * xp.sin(b), like.dtype) * 1j
+    imaginary = 2 * (1 + m) * half_sine * half_cosine
+    return xp.astype(real, like.dtype) + xp.astype(imaginary, like.dtype) * 1j
 
 
-def geometric_sums(z: Array, horizon: int, xp: Any) -> Array:
-    """``sum_{k=0}^{L-1} z^k = (1 - z^L) / (1 - z)`` elementwise (``L = horizon``), same shape and dtype.
+def geometric_sums(poles: Array, horizon: int, xp: Any) -> Array:
+    """``G_ij = sum_{k=0}^{L-1} z_ij^k = (1 - z_ij^L) / (1 - z_ij)`` with ``z_ij = p_i conj(p_j)``,
+    (..., n, n) from ``poles`` (..., n), ``L = horizon``, in the dtype of the poles.
 
     Evaluated as ``expm1(L u) / expm1(u)`` with ``u = log z``: numerator and denominator share
     the rounding of u, so the quotient keeps its digits near z = 1, where ``1 - z^L`` and
-    ``1 - z`` both cancel (poles of modulus 1 - 1e-9: ~8 digits lost otherwise). With
-    ``u = a + i b`` (``a = log|z|``, ``b = arg z``) ``expm1`` is taken from real functions,
-    which every array namespace has (complex ``expm1`` is not universal). z = 0 gives 1, z = 1 gives L.
+    ``1 - z`` both cancel (poles of modulus 1 - 1e-9: ~8 digits lost otherwise).
+    ``u_ij = log|p_i| + log|p_j| + i (arg p_i - arg p_j)`` takes logarithms of the n poles only,
+    and ``expm1`` of it is taken from real functions, which every array namespace has (complex
+    ``expm1`` is not universal). z = 0 gives 1, z = 1 gives L.
     """
-    modulus = xp.abs(z)
+    modulus = xp.abs(poles)
     nonzero = modulus > 0
-    a = xp.where(nonzero, xp.log(xp.where(nonzero, modulus, xp.ones_like(modulus))), xp.full_like(modulus, -math.inf))
-    if _a.is_complex(z, xp):
-        b = xp.atan2(xp.imag(z), xp.real(z))
+    log_modulus = xp.where(
+        nonzero, xp.log(xp.where(nonzero, modulus, xp.ones_like(modulus))), xp.full_like(modulus, -math.inf)
+    )
+    if _a.is_complex(poles, xp):
+        angle = xp.atan2(xp.imag(poles), xp.real(poles))
     else:
-        b = xp.where(z < 0, xp.full_like(z, math.pi), xp.zeros_like(z))
+        angle = xp.where(poles < 0, xp.full_like(poles, math.pi), xp.zeros_like(poles))
+    a = log_modulus[..., :, None] + log_modulus[..., None, :]
+    b = angle[..., :, None] - angle[..., None, :]
     one = (a == 0) & (b == 0)
-    denominator = _exp_minus_one(a, b, z, xp)
-    sums = _exp_minus_one(horizon * a, horizon * b, z, xp) / xp.where(one, xp.ones_like(denominator), denominator)
+    denominator = _exp_minus_one(a, b, poles, xp)
+    sums = _exp_minus_one(horizon * a, horizon * b, poles, xp) / xp.where(one, xp.ones_like(denominator), denominator)
     return xp.where(one, xp.full_like(sums, horizon), sums)
 
 
@@ -109,7 +117,7 @@ def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> A
         poles = xp.astype(poles, xp.result_type(poles, X0))
         if horizon is None:
             return diagonal_lyapunov(poles, X0, xp)
-        return X0 * geometric_sums(poles[..., :, None] * _a.conj(poles, xp)[..., None, :], horizon, xp)
+        return X0 * geometric_sums(poles, horizon, xp)
     A = _a.mH(sys.A, xp) if adjoint else sys.A
     if horizon is None:
         return solve_discrete_lyapunov(A, X0, xp=xp)

@@ -307,11 +307,14 @@ def test_jit_with_a_static_horizon_equals_eager():
     )
 
 
-def test_geometric_sums_at_z_one_and_zero():
+def test_geometric_sums_at_z_one_zero_and_minus_one():
+    """z_ij = p_i conj(p_j) for poles 1, 0, 1 - 1e-12 and -1: the sums 1 + z + ... + z^4."""
     from compressm_core.gramians import geometric_sums
 
-    z = np.array([1.0 + 0j, 0j, 1 - 1e-12 + 0j, -1 + 0j])
-    sums = geometric_sums(z, 5, np)
-    assert sums[0] == 5 and sums[1] == 1 and sums[3] == pytest.approx(1)  # 1 - 1 + 1 - 1 + 1
-    assert sums[2] == pytest.approx(sum((1 - 1e-12) ** k for k in range(5)), rel=1e-14)
-    assert math.isfinite(abs(sums[2]))
+    poles = np.array([1.0 + 0j, 0j, 1 - 1e-12 + 0j, -1 + 0j])
+    sums = geometric_sums(poles, 5, np)
+    z = poles[:, None] * poles.conj()[None, :]
+    expected = sum(z**k for k in range(5))
+    np.testing.assert_allclose(sums, expected, rtol=1e-14, atol=1e-14)
+    assert sums[0, 0] == 5 and sums[1, 1] == 1 and sums[3, 3] == 5 and sums[0, 3] == pytest.approx(1)
+    assert math.isfinite(abs(sums[2, 2]))
