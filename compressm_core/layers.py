@@ -237,9 +237,10 @@ def reduce_layer_system(
 
     With a ``horizon`` the truncation is time-limited (the Gramians over that many steps, see
     ``compressm_core.balanced_truncation``): it has no a-priori bound (None) and does not
-    preserve stability, so a reduced pole slower than the layer's slowest pole (rare; seen
-    at small tolerances) is moved in to that pole's modulus, keeping its phase: over the
-    horizon this changes the response less than keeping the infinite-horizon states would.
+    preserve stability, so a reduced pole slower than the layer's slowest pole (seen when half
+    the states or more are kept) is moved in to that pole's modulus, keeping its
+    phase (over the horizon this changed the response less than an infinite-horizon
+    truncation to the same rank in 11 of 14 cases at or near the unit circle).
     """
     analysed = analysed_system(system, gramians, real_output=real_output)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < analysed.n:
