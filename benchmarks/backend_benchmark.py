@@ -14,8 +14,9 @@ JAX step's first call (compiling, what a reduction to those dims costs once).
 ``--scifar``: 6 LRU layers, H = 512, L = 1024, 3 input channels, batch 50, state dims 384
 (full) and 161, 93, 57 per layer (the paper's CompreSSM dims at tau = 0.05, 0.10, 0.15).
 ``--device cuda`` without a visible GPU runs on the CPU and says so in one line.
-``--jax-scan sequential`` times the JAX LRU with the ``jax.lax.scan`` loop in place of its
-parallel ``diagonal_scan`` (as ``scan_benchmark.py`` does for PyTorch).
+``--jax-scan parallel|sequential`` times the JAX LRU with ``diagonal_scan`` (associative) or the
+``jax.lax.scan`` loop in place of its ``linear_recurrence`` ("auto": the loop on the CPU, the
+parallel scan on accelerators).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from _timing import choose_device, machine_info, machine_line, markdown_table, m
 
 import reference_models.jax_models.lru as jax_lru
 from reference_models.jax_models import SequenceModel as JaxModel
-from reference_models.jax_models import load_state_dict, sequential_scan, state_dict
+from reference_models.jax_models import diagonal_scan, load_state_dict, sequential_scan, state_dict
 from reference_models.torch_models import SequenceModel as TorchModel
 
 SCIFAR = {"layers": 6, "d_model": 512, "length": 1024, "d_input": 3, "batch": 50, "state_dims": [384, 161, 93, 57]}
-SCANS = {"parallel": jax_lru.diagonal_scan, "sequential": sequential_scan}
+SCANS = {"auto": jax_lru.linear_recurrence, "parallel": diagonal_scan, "sequential": sequential_scan}
 QUICK = {"layers": 1, "d_model": 8, "length": 32, "d_input": 1, "batch": 4, "state_dims": [16, 4], "repeats": 2}
 
 
@@ -104,7 +105,7 @@ def step_times(args: argparse.Namespace, device: str) -> list[dict]:
         jax_model = JaxModel(args.d_input, 10, args.d_model, n, args.layers, key=jax.random.key(0))
         weights = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
         jax_model = load_state_dict(jax_model, {k: weights[k] for k in state_dict(jax_model)})
-        with mock.patch.object(jax_lru, "diagonal_scan", SCANS[args.jax_scan]):
+        with mock.patch.object(jax_lru, "linear_recurrence", SCANS[args.jax_scan]):
             jax_s, jax_compile_s = jax_step_seconds(jax_model, x, y, args.repeats, jax_device)
         rows.append({
             "state_dim": n,
@@ -147,8 +148,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--jax-scan", choices=tuple(SCANS), default="parallel",
-                        help="the JAX LRU's scan: parallel (diagonal_scan, the model's) or the sequential loop")
+    parser.add_argument("--jax-scan", choices=tuple(SCANS), default="auto",
+                        help="the JAX LRU's scan: auto (the model's: the loop on the CPU), parallel (diagonal_scan) or the sequential loop")
     parser.add_argument("--scifar", action="store_true", help="the paper's sCIFAR LRU (overrides the sizes)")
     parser.add_argument("--quick", action="store_true", help="a tiny model (smoke run)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the machine as JSON")

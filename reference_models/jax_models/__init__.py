@@ -12,7 +12,7 @@ from .lru import LRU
 from .model import LAYERS, SequenceModel, SSMBlock, model_config, model_from_config
 from .parameters import load_state_dict, ssm_layer_paths, state_dict, with_ssm_layers
 from .s5 import S5
-from .scan import diagonal_scan, sequential_scan
+from .scan import diagonal_scan, linear_recurrence, sequential_scan
 from .selective import SelectiveBlock, SelectiveSequenceModel, SelectiveSSM
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "SelectiveSequenceModel",
     "SequenceModel",
     "diagonal_scan",
+    "linear_recurrence",
     "load_state_dict",
     "model_config",
     "model_from_config",

@@ -21,7 +21,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 import compressm_core as cc
 
 from ._system import checked_system, clamp_away_from_zero, split_complex
-from .scan import diagonal_scan
+from .scan import linear_recurrence
 
 
 class LRU(eqx.Module):
@@ -96,7 +96,7 @@ class LRU(eqx.Module):
         return self.C_re + 1j * self.C_im
 
     def __call__(self, u: Float[Array, "L d_model"]) -> Float[Array, "L d_model"]:
-        states = diagonal_scan(self.poles(), u @ self.input_matrix().T)
+        states = linear_recurrence(self.poles(), u @ self.input_matrix().T)
         return jnp.real(states @ self.output_matrix().T) + self.D * u
 
     def ssm_system(self) -> cc.DiagonalStateSpace:

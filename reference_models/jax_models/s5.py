@@ -22,7 +22,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 import compressm_core as cc
 
 from ._system import checked_system, clamp_away_from_zero, split_complex
-from .scan import diagonal_scan
+from .scan import linear_recurrence
 
 
 class S5(eqx.Module):
@@ -97,7 +97,7 @@ class S5(eqx.Module):
 
     def __call__(self, u: Float[Array, "L d_model"]) -> Float[Array, "L d_model"]:
         Abar, Bbar = self.discretise()
-        states = diagonal_scan(Abar, u @ Bbar.T)
+        states = linear_recurrence(Abar, u @ Bbar.T)
         return jnp.real(states @ self.output_matrix().T) + self.D * u
 
     def ssm_system(self) -> cc.DiagonalStateSpace:

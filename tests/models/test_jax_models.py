@@ -111,6 +111,23 @@ def test_diagonal_scan_runs_along_the_given_axis(axis: int) -> None:
     )
 
 
+@pytest.mark.parametrize("platform", ["cpu", "gpu"])
+def test_linear_recurrence_loops_on_the_cpu_and_scans_in_parallel_elsewhere(platform, monkeypatch) -> None:
+    from reference_models.jax_models import scan
+
+    rng = np.random.default_rng(1)
+    poles = rng.uniform(-0.95, 0.95, N) + 0j
+    inputs = rng.standard_normal((2, L, N)) + 0j
+    used = []
+    for name in ("diagonal_scan", "sequential_scan"):
+        original = getattr(scan, name)
+        monkeypatch.setattr(scan, name, lambda *a, original=original, name=name, **k: used.append(name) or original(*a, **k))
+    monkeypatch.setattr(scan.jax, "default_backend", lambda: platform)
+    states = scan.linear_recurrence(poles, inputs, axis=1)
+    assert used == ["sequential_scan" if platform == "cpu" else "diagonal_scan"]
+    np.testing.assert_allclose(states, sequential_scan(poles, inputs, axis=1), rtol=1e-12, atol=1e-12)
+
+
 def test_scan_rejects_an_axis_out_of_range() -> None:
     with pytest.raises(ValueError, match="`axis` 3"):
         diagonal_scan(jnp.ones(N), jnp.ones((5, N)), axis=3)
