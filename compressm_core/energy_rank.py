@@ -195,12 +195,13 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None
     The same decision as ``rank_for_energy(hankel_singular_values(sys), tau, energy="squared")``
     from a block Krylov space grown by ``block`` columns at a time (see the module docstring).
     The Ritz values are read after three blocks, then after every block from 1.6 times the rank
-    that the states' energies ``P_ii Q_ii`` suggest. It stops when the rank is certified equal to
+    that the states' energies ``P_ii Q_ii`` suggest (after two blocks only, where that is
+    beyond the limit below). It stops when the rank is certified equal to
     the full spectrum's (``certified=True``), or when it is settled: the partial sum
     ``S_(r-1)``, grown on at the rate of its last two blocks, stays below the threshold with a
     margin of 3 (never smaller than the true rank in any case). It computes the full spectrum,
-    from the same Gramians, instead: for small n; after the first three blocks when the
-    energies suggest a rank that needs more than 30% of n to settle; when the Ritz values do;
+    from the same Gramians, instead: for small n; after that first look when the energies
+    suggest a rank that needs more than 30% of n to settle; when the Ritz values do;
     and when the basis degenerates. Eager only (the stopping rule reads values). ``horizon``:
     the Gramians of ``gramians(sys, horizon=horizon)`` (L steps; None: infinite).
 
@@ -222,8 +223,10 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None
     threshold = (1 - tau) * total
     b = min(block, n)
     limit = int(MAX_FRACTION * n)
-    smallest = 3 * b  # the first look; then from ``first`` on, after every block
-    first = b * math.ceil(max(smallest, FIRST_LOOK * _energy_estimate(P, Q, tau, xp)) / b)
+    first = b * math.ceil(max(3 * b, FIRST_LOOK * _energy_estimate(P, Q, tau, xp)) / b)
+    # the first look (then from ``first`` on, after every block); where the energies suggest
+    # the full spectrum, a look after two blocks, which can only certify, checks them
+    smallest = 2 * b if first > limit else 3 * b
     space = _LanczosSpace(P, Q, xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b)), xp)
     while smallest <= limit:
         grown = space.grow()
