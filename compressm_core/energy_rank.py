@@ -90,8 +90,8 @@ def _partial_sum(partial: Array, j: Array, xp: Any) -> Array:
 
 
 def _energy_estimate(P: Array, Q: Array, tau: float, xp: Any) -> int:
-    """The largest rank over the batch that the states' energies ``P_ii Q_ii`` (the HSVs of
-    decoupled states) give: a plan for where to look, never the answer."""
+    """The largest rank over the batch that the states' energies ``P_ii Q_ii`` (the squared
+    HSVs, were the states decoupled) give: a plan for where to look, never the answer."""
     energies = xp.flip(xp.sort(_real_diagonal(P, xp) * _real_diagonal(Q, xp), axis=-1), axis=-1)
     partial = xp.cumulative_sum(energies, axis=-1)
     return int(xp.max(_ranks(partial, (1 - tau) * partial[..., -1], xp)))
