@@ -42,6 +42,12 @@ def device_of(x: Array) -> Any:
     return array_api_compat.device(x)
 
 
+def on_cpu(x: Array) -> bool:
+    """Whether ``x`` is in host memory (a CPU device), where NumPy can read it without a transfer."""
+    device = device_of(x)
+    return getattr(device, "platform", getattr(device, "type", device)) == "cpu"
+
+
 def is_complex(x: Array, xp: Any) -> bool:
     return xp.isdtype(x.dtype, "complex floating")
 
@@ -106,7 +112,9 @@ def frobenius_norm(x: Array, xp: Any) -> Array:
 
 
 def to_numpy(x: Array) -> Any:
-    """A NumPy copy of ``x`` (moved to host). Used only where a namespace lacks a routine."""
+    """``x`` as a NumPy array on the host: without a copy for CPU tensors and CPU JAX arrays (a
+    read-only view for JAX), a copy moved from any other device. Used only where a namespace lacks a routine
+    or NumPy's is much faster."""
     import numpy as np
 
     if hasattr(x, "detach"):  # torch tensors need detach + cpu before NumPy sees them
