@@ -22,6 +22,12 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
+def hsv_axis_label(metrics: dict[str, Any]) -> str:
+    """"Hankel singular value", with the Gramians' horizon when they are time-limited."""
+    horizon = metrics.get("horizon")
+    return "Hankel singular value" if horizon is None else f"Hankel singular value ({horizon}-step Gramians)"
+
+
 def plot_hsv_spectra(metrics: dict[str, Any], path: Path) -> Path:
     """One panel per layer: the HSV spectrum (log scale) at each snapshot, coloured by step."""
     history = metrics["hsv_history"]
@@ -33,7 +39,7 @@ def plot_hsv_spectra(metrics: dict[str, Any], path: Path) -> Path:
             if layer in snapshot["hsv"]:
                 values = [max(v, 1e-16) for v in snapshot["hsv"][layer]]
                 ax.semilogy(range(1, len(values) + 1), values, color=colour, linewidth=1.6, label=f"step {snapshot['step']}")
-        ax.set(title=layer, xlabel="index", ylabel="Hankel singular value")
+        ax.set(title=layer, xlabel="index", ylabel=hsv_axis_label(metrics))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _plain_log_ticks(ax)
     axes[0][-1].legend(fontsize=7, loc="upper right")
@@ -215,7 +221,7 @@ def plot_hsv_comparison(runs: dict[str, dict[str, Any]], path: Path) -> Path:
                     values = [max(v, 1e-16) for v in snapshot["hsv"][layer]]
                     ax.semilogy(range(1, len(values) + 1), values, "--" if compressm else "-", linewidth=1.8,
                                 color=shade if compressm else _colour(i), label=f"{label}, step {snapshot['step']}")
-        ax.set(title=layer, xlabel="index", ylabel="Hankel singular value")
+        ax.set(title=layer, xlabel="index", ylabel=hsv_axis_label(next(iter(runs.values()))))
     axes[0][-1].legend(fontsize=6, loc="upper right")
     fig.suptitle("CompreSSM's spectra (dashed, darker = later) before each reduction; the others at the end", fontsize=9)
     return _save(fig, path)

@@ -103,3 +103,11 @@ def test_training_loss_plot_reads_old_metrics_without_it(figures, tmp_path):
 
 def test_layer_names_fall_back_to_indices():
     assert plots.layer_names({"initial_state_dims": [4, 4, 4], "hsv_history": []}) == ["layer 0", "layer 1", "layer 2"]
+
+
+@pytest.mark.parametrize(("horizon", "label"), [(None, "Hankel singular value"), (40, "Hankel singular value (40-step Gramians)")])
+def test_hsv_axes_say_which_gramians_the_values_come_from(figures, tmp_path, horizon, label):
+    run = metrics() | {"horizon": horizon}
+    plots.plot_hsv_spectra(run, tmp_path / "spectra.png")
+    plots.plot_hsv_comparison({"full": run, "compressm": run}, tmp_path / "comparison.png")
+    assert {ax.get_ylabel() for fig in figures for ax in fig.axes} == {label}
