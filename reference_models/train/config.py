@@ -136,8 +136,10 @@ class TrainConfig:
 
     def resolved_horizon(self, sequence_length: int) -> int | None:
         """The Gramians' horizon in steps for training sequences of ``sequence_length``
-        (``horizon="sequence"``), or None (infinite). Selective layers ignore it (their
-        energies are sums over the calibration sequences)."""
+        (``horizon="sequence"``), or None (infinite, and for selective models, which have no
+        Gramians: their energies are sums over the calibration sequences)."""
+        if self.model == "selective":
+            return None
         return sequence_length if self.horizon == "sequence" else self.horizon
 
     def _check_hsv_every(self) -> None:

@@ -39,6 +39,10 @@ def test_the_default_is_the_sequence_length_and_it_resolves():
     assert TrainConfig(horizon=30).resolved_horizon(64) == 30
 
 
+def test_selective_models_record_no_horizon():
+    assert TrainConfig(model="selective").resolved_horizon(64) is None
+
+
 @pytest.mark.parametrize("value", [0, -5, True, 2.5, "seq", "none", "40"])
 def test_a_bad_horizon_names_the_field_and_the_value(value):
     with pytest.raises(ValueError, match=rf"`horizon` must be 'sequence' .* got {value!r}"):
