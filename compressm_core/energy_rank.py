@@ -40,6 +40,9 @@ FIRST_LOOK = 1.6
 SETTLING = 1.8
 #: settled: S_(r-1) plus this many times its extrapolated remaining growth is below the threshold
 SAFETY = 3.0
+#: the start block's rows are weighted by the states' energies P_ii Q_ii (relative to the
+#: largest), but never below this floor, so that every state is in it
+START_FLOOR = 1e-3
 #: the basis may drift this far from P-orthonormal (Frobenius norm) before it is not trusted
 DRIFT = 1e-6
 
@@ -58,13 +61,15 @@ class EnergyRank:
     dimension: int
 
 
-def _start_block(n: int, k: int, dtype: Any, like: Array, xp: Any) -> Array:
-    """A fixed, well-spread n x k start basis (deterministic; no random generator needed)."""
-    rows = xp.astype(xp.arange(1, n + 1, device=_a.device_of(like)), xp.float64)[:, None]
-    cols = xp.astype(xp.arange(1, k + 1, device=_a.device_of(like)), xp.float64)[None, :]
+def _start_block(weights: Array, k: int, dtype: Any, xp: Any) -> Array:
+    """A fixed, well-spread n x k start basis, row i scaled by ``weights[..., i]`` (deterministic;
+    no random generator needed)."""
+    n = weights.shape[-1]
+    rows = xp.astype(xp.arange(1, n + 1, device=_a.device_of(weights)), xp.float64)[:, None]
+    cols = xp.astype(xp.arange(1, k + 1, device=_a.device_of(weights)), xp.float64)[None, :]
     golden = (math.sqrt(5) - 1) / 2
     block = xp.cos(2 * math.pi * (golden * rows * cols + rows / (cols + golden)))
-    return xp.astype(block, dtype)
+    return xp.astype(block * xp.astype(weights, xp.float64)[..., None], dtype)
 
 
 def _inner(X: Array, Y: Array, xp: Any) -> Array:
@@ -89,17 +94,21 @@ def _partial_sum(partial: Array, j: Array, xp: Any) -> Array:
     return xp.take_along_axis(padded, j[..., None], axis=-1)[..., 0]
 
 
-def _energy_estimate(P: Array, Q: Array, tau: float, xp: Any) -> int:
-    """The largest rank over the batch that the states' energies ``P_ii Q_ii`` (the squared
-    HSVs, were the states decoupled) give: a plan for where to look, never the answer."""
-    energies = xp.flip(xp.sort(_real_diagonal(P, xp) * _real_diagonal(Q, xp), axis=-1), axis=-1)
-    partial = xp.cumulative_sum(energies, axis=-1)
+def _state_energies(P: Array, Q: Array, xp: Any) -> Array:
+    """``P_ii Q_ii`` (..., n): the squared HSVs, were the states decoupled."""
+    return _real_diagonal(P, xp) * _real_diagonal(Q, xp)
+
+
+def _energy_estimate(energies: Array, tau: float, xp: Any) -> int:
+    """The largest rank over the batch that the states' energies give: a plan for where to
+    look, never the answer."""
+    partial = xp.cumulative_sum(xp.flip(xp.sort(energies, axis=-1), axis=-1), axis=-1)
     return int(xp.max(_ranks(partial, (1 - tau) * partial[..., -1], xp)))
 
 
 class _LanczosSpace:
     """The block Krylov space of QP from ``start``, its basis W orthonormal in the P inner
-    product (classical Gram-Schmidt twice), with ``PW`` and ``H = (PW)^H Q (PW)`` kept."""
+    product (classical Gram-Schmidt twice, the first pass from H), with ``PW`` and ``H = (PW)^H Q (PW)`` kept."""
 
     def __init__(self, P: Array, Q: Array, start: Array, xp: Any) -> None:
         self.P, self.Q, self.xp = P, Q, xp
@@ -116,7 +125,9 @@ class _LanczosSpace:
         """Add the next block; False where it is (numerically) inside the space already."""
         xp = self.xp
         Y = self.next
-        for _ in range(2 if self.W is not None else 0):
+        if self.W is not None:
+            # W^H P (Q P Y_last) is H's last block column: Gram-Schmidt without a new product
+            Y = Y - self.W @ self.H[..., :, -self.next.shape[-1] :]
             Y = Y - self.W @ _inner(self.PW, Y, xp)
         PY = self.P @ Y
         G = _a.mH(Y, xp) @ PY
@@ -223,11 +234,14 @@ def hankel_rank(sys: System, tau: float, *, block: int = 16, horizon: int | None
     threshold = (1 - tau) * total
     b = min(block, n)
     limit = int(MAX_FRACTION * n)
-    first = b * math.ceil(max(3 * b, FIRST_LOOK * _energy_estimate(P, Q, tau, xp)) / b)
+    energies = _state_energies(P, Q, xp)
+    first = b * math.ceil(max(3 * b, FIRST_LOOK * _energy_estimate(energies, tau, xp)) / b)
     # the first look (then from ``first`` on, after every block); where the energies suggest
     # the full spectrum, a look after two blocks, which can only certify, checks them
     smallest = 2 * b if first > limit else 3 * b
-    space = _LanczosSpace(P, Q, xp.broadcast_to(_start_block(n, b, P.dtype, P, xp), (*P.shape[:-1], b)), xp)
+    largest = xp.max(energies, axis=-1, keepdims=True)
+    weights = xp.clip(energies / xp.where(largest > 0, largest, xp.ones_like(largest)), min=START_FLOOR)
+    space = _LanczosSpace(P, Q, _start_block(weights, b, P.dtype, xp), xp)
     while smallest <= limit:
         grown = space.grow()
         k = space.dimension
