@@ -29,6 +29,7 @@ import numpy as np
 
 import compressm_core as cc
 from compressm_core.layers import analysed_system, planned_ranks
+from compressm_core.layers import factor_product as system_factor_product
 from compressm_core.schedule import ReductionSchedule
 
 from .outputs import atomic_path
@@ -53,8 +54,8 @@ def factor_product(layer: Any, gramians: str = "complex", horizon: int | None = 
     double = cc.DiagonalStateSpace(
         *(xp.astype(a, xp.complex128) for a in (system.poles, system.B, system.C))
     )
-    Lp, Lq = cc.gramian_factors(analysed_system(double, gramians, real_output=layer.real_output), horizon=horizon)
-    return _to_numpy(xp.conj(xp.matrix_transpose(Lq)) @ Lp).astype(np.complex128)
+    analysed = analysed_system(double, gramians, real_output=layer.real_output)
+    return _to_numpy(system_factor_product(analysed, horizon=horizon)).astype(np.complex128)
 
 
 def change_bounds(products: np.ndarray, *, norm: str = "frobenius") -> np.ndarray:
