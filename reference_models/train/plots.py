@@ -249,8 +249,10 @@ def plot_sweep(summary: dict[str, Any], path: Path) -> Path:
             ax.plot(*zip(*means, strict=True), marker=marker, color=colour, linewidth=1.8, label=name)
             if rows[0]["arm"] == "full":
                 ax.axhline(means[0][1], linestyle="--", linewidth=0.8, color=colour)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 8, 16, 32 rather than 10^1
+        ax.set_xscale("log")  # labelled at 1, 2, 5 x 10^k as plain numbers, minor ticks unlabelled
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel="final total state dim", ylabel=f"test {metric}", title=f"test {metric} at the {title}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

@@ -111,3 +111,15 @@ def test_hsv_axes_say_which_gramians_the_values_come_from(figures, tmp_path, hor
     plots.plot_hsv_spectra(run, tmp_path / "spectra.png")
     plots.plot_hsv_comparison({"full": run, "compressm": run}, tmp_path / "comparison.png")
     assert {ax.get_ylabel() for fig in figures for ax in fig.axes} == {label}
+
+
+def test_sweep_axis_labels_plain_dims_without_crowded_minor_labels(figures, tmp_path):
+    row = {"arm": "compressm", "name": "compressm", "total_state_dim": 22, "total_state_dims": [14, 30], "values": [0.9, 0.8],
+           "mean": 0.85, "values_at_best_val": [None, None], "mean_at_best_val": None}
+    full = row | {"arm": "full", "name": "full", "total_state_dim": 256, "total_state_dims": [256, 256], "values": [0.95, 0.94], "mean": 0.945}
+    plots.plot_sweep({"metric": "accuracy", "rows": [full, row]}, tmp_path / "sweep.png")
+    (ax,) = figures[0].axes
+    figures[0].canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    assert shown == ["20", "50", "100", "200"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
