@@ -22,7 +22,7 @@ import operator
 from typing import Any, Literal
 
 from . import _array as _a
-from .lyapunov import diagonal_lyapunov, solve_discrete_lyapunov
+from .lyapunov import solve_discrete_lyapunov
 from .systems import DiagonalStateSpace, System, check_stable
 
 Array = Any
@@ -105,6 +105,20 @@ def finite_horizon_sum(A: Array, Q: Array, horizon: int, xp: Any) -> Array:
     return (S + _a.mH(S, xp)) / 2
 
 
+def _diagonal_weights(sys: DiagonalStateSpace, horizon: int | None, *Xs: Array) -> Array:
+    """K (..., n, n) with ``P = (B B^H) * K`` and ``Q = (C^H C) * conj(K)`` (elementwise) for
+    A = diag(p): ``K_ij = sum_{k<L} (p_i conj(p_j))^k``, ``1 / (1 - p_i conj(p_j))`` for
+    ``horizon=None``; real for real poles, in the precision of the poles and of ``Xs``."""
+    xp = sys.xp
+    precision = [_a.real_dtype(X.dtype, xp) for X in Xs]
+    poles = xp.astype(sys.poles, xp.result_type(sys.poles, *precision), copy=False)
+    if horizon is None:
+        # = 1 / (1 - z); NumPy at n = 1024: 8 ms less (its scalar-first ``1 - z`` of a fresh
+        # temporary is slow)
+        return -1 / (poles[..., :, None] * _a.conj(poles, xp)[..., None, :] - 1)
+    return geometric_sums(poles, horizon, xp)
+
+
 def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> Array:
     """``sum_k M^k X0 (M^k)^H`` over ``horizon`` steps or infinitely many (a Lyapunov equation),
     with M = A (controllability) or M = A^H (``adjoint``, observability)."""
@@ -113,11 +127,9 @@ def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> A
         check_stable(sys)
     xp = sys.xp
     if isinstance(sys, DiagonalStateSpace):
-        poles = _a.conj(sys.poles, xp) if adjoint else sys.poles
-        poles = xp.astype(poles, xp.result_type(poles, X0))
-        if horizon is None:
-            return diagonal_lyapunov(poles, X0, xp)
-        return X0 * geometric_sums(poles, horizon, xp)
+        weights = _diagonal_weights(sys, horizon, X0)
+        X = X0 * (_a.conj(weights, xp) if adjoint else weights)
+        return xp.astype(X, xp.result_type(X0, sys.poles), copy=False)
     A = _a.mH(sys.A, xp) if adjoint else sys.A
     if horizon is None:
         return solve_discrete_lyapunov(A, X0, xp=xp)
@@ -157,7 +169,19 @@ def gramians(sys: System, *, horizon: int | None = None) -> tuple[Array, Array]:
     >>> float(P2[0, 0])  # 1 + 0.25
     1.25
     """
-    return controllability_gramian(sys, horizon=horizon), observability_gramian(sys, horizon=horizon)
+    if not isinstance(sys, DiagonalStateSpace):
+        P = controllability_gramian(sys, horizon=horizon)
+        return P, observability_gramian(sys, horizon=horizon)
+    horizon = check_horizon(horizon)
+    if horizon is None:
+        check_stable(sys)
+    xp = sys.xp
+    weights = _diagonal_weights(sys, horizon, sys.B, sys.C)  # shared: Q's are their conjugates
+    P = (sys.B @ _a.mH(sys.B, xp)) * weights  # the product's temporary is reused (NumPy)
+    Q = (_a.mH(sys.C, xp) @ sys.C) * _a.conj(weights, xp)
+    # each in the dtype of its closed form alone (that of B or C and the poles)
+    P = xp.astype(P, xp.result_type(sys.B, sys.poles), copy=False)
+    return P, xp.astype(Q, xp.result_type(sys.C, sys.poles), copy=False)
 
 
 def _eigh_factor(X: Array, xp: Any) -> Array:

@@ -20,6 +20,7 @@ from oracles import (
     hsv_any,
     realified_system,
     realify,
+    scipy_discrete_lyapunov,
 )
 from strategies import (
     CORE,
@@ -96,6 +97,49 @@ def test_controllability_and_observability_functions_match_gramians(xp):
     P, Q = cc.gramians(system)
     np.testing.assert_array_equal(to_np(cc.controllability_gramian(system)), to_np(P))
     np.testing.assert_array_equal(to_np(cc.observability_gramian(system)), to_np(Q))
+
+
+@eager_only
+@pytest.mark.parametrize("horizon", [None, 5])
+@pytest.mark.parametrize(
+    ("poles_dtype", "B_dtype", "C_dtype"),
+    [
+        (np.float64, np.complex128, np.float64),  # real poles (both signs, zero), complex B
+        (np.complex64, np.float64, np.complex64),  # single-precision poles and C
+    ],
+)
+def test_diagonal_gramians_keep_each_closed_form_dtype(xp, horizon, poles_dtype, B_dtype, C_dtype):
+    """``gramians`` forms the diagonal weights once for P and Q (Q's are their conjugates): each
+    Gramian keeps the dtype it has alone and matches SciPy's Lyapunov solution (infinite
+    horizon) or the sum of the first L terms."""
+    rng = np.random.default_rng(11)
+    n = 6
+    if np.dtype(poles_dtype).kind == "c":
+        poles = 0.95 * rng.uniform(0, 1, n) * np.exp(2j * np.pi * rng.uniform(0, 1, n))
+    else:
+        poles = np.array([0.9, -0.7, 0.0, -0.99, 0.3, 0.5])
+    B = gaussian(rng, (n, 2), is_complex=np.dtype(B_dtype).kind == "c")
+    C = gaussian(rng, (3, n), is_complex=np.dtype(C_dtype).kind == "c")
+    poles, B, C = poles.astype(poles_dtype), B.astype(B_dtype), C.astype(C_dtype)
+    system = diagonal_state_space(xp, poles, B, C)
+    P, Q = cc.gramians(system, horizon=horizon)
+    for X, alone, data in (
+        (P, cc.controllability_gramian(system, horizon=horizon), B),
+        (Q, cc.observability_gramian(system, horizon=horizon), C),
+    ):
+        assert X.dtype == alone.dtype == xp.result_type(xp.asarray(data), xp.asarray(poles))
+    A = np.diag(poles.astype(complex))
+    B, C = B.astype(complex), C.astype(complex)
+    if horizon is None:
+        P_ref = scipy_discrete_lyapunov(A, B @ B.conj().T)
+        Q_ref = scipy_discrete_lyapunov(A.conj().T, C.conj().T @ C)
+    else:
+        terms = [np.linalg.matrix_power(A, k) for k in range(horizon)]
+        P_ref = sum(M @ B @ B.conj().T @ M.conj().T for M in terms)
+        Q_ref = sum(M.conj().T @ C.conj().T @ C @ M for M in terms)
+    tol = 1e-5 if poles_dtype == np.complex64 else 1e-12
+    assert relative_error(to_np(P), P_ref) < tol
+    assert relative_error(to_np(Q), Q_ref) < tol
 
 
 # --- factors -----------------------------------------------------------------------------
