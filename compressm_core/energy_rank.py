@@ -72,11 +72,6 @@ def _start_block(weights: Array, k: int, dtype: Any, xp: Any) -> Array:
     return xp.astype(block * xp.astype(weights, xp.float64)[..., None], dtype)
 
 
-def _inner(X: Array, Y: Array, xp: Any) -> Array:
-    """``X^H Y`` for a tall X and a thin Y, without a conjugated copy of X."""
-    return _a.mH(_a.mH(Y, xp) @ X, xp)
-
-
 def _real_diagonal(X: Array, xp: Any) -> Array:
     d = _a.diagonal(X, xp)
     return xp.real(d) if _a.is_complex(d, xp) else d
@@ -108,47 +103,51 @@ def _energy_estimate(energies: Array, tau: float, xp: Any) -> int:
 
 class _LanczosSpace:
     """The block Krylov space of QP from ``start``, its basis W orthonormal in the P inner
-    product (classical Gram-Schmidt twice, the first pass from H), with ``PW`` and ``H = (PW)^H Q (PW)`` kept."""
+    product (classical Gram-Schmidt twice, the first pass from H), with ``PW`` and
+    ``H = (PW)^H Q (PW)`` kept. Blocks are kept as rows, ``W^H`` (k, n) and ``(PW)^H = W^H P``:
+    a product with the Hermitian P or Q is then ``Y^H P = (P Y)^H``, which BLAS streams faster
+    than ``P Y`` (~10% at n = 1024, 16 columns), and the rows grow by contiguous appends."""
 
     def __init__(self, P: Array, Q: Array, start: Array, xp: Any) -> None:
         self.P, self.Q, self.xp = P, Q, xp
-        self.W = self.PW = self.H = None
-        self.next = start
+        self.Wh = self.PWh = self.H = None
+        self.next = _a.mH(start, xp)  # (b, n): the next block's rows, (Q P Y_last)^H
         self.scale = 1.0  # 1 / (1 + drift) once the drift is known (see ``trust``)
         self.values: dict[int, Array] = {}  # unscaled Ritz values by dimension
 
     @property
     def dimension(self) -> int:
-        return 0 if self.W is None else self.W.shape[-1]
+        return 0 if self.Wh is None else self.Wh.shape[-2]
 
     def grow(self) -> bool:
         """Add the next block; False where it is (numerically) inside the space already."""
         xp = self.xp
-        Y = self.next
-        if self.W is not None:
+        Yh = self.next
+        if self.Wh is not None:
             # W^H P (Q P Y_last) is H's last block column: Gram-Schmidt without a new product
-            Y = Y - self.W @ self.H[..., :, -self.next.shape[-1] :]
-            Y = Y - self.W @ _inner(self.PW, Y, xp)
-        PY = self.P @ Y
-        G = _a.mH(Y, xp) @ PY
+            Yh = Yh - _a.mH(self.H[..., :, -Yh.shape[-2] :], xp) @ self.Wh
+            Yh = Yh - _a.mH(self.PWh @ _a.mH(Yh, xp), xp) @ self.Wh  # no conjugated copy of PW
+        PYh = Yh @ self.P
+        G = PYh @ _a.mH(Yh, xp)
         try:
             L = xp.linalg.cholesky((G + _a.mH(G, xp)) / 2)
         except (ValueError, RuntimeError):  # NumPy, torch: not positive definite
             return False
         if not bool(xp.all(xp.isfinite(L))):  # JAX: NaN instead of an error
             return False
-        normalise = _a.mH(xp.linalg.inv(L), xp)
-        Y, PY = Y @ normalise, PY @ normalise
-        QPY = self.Q @ PY
-        corner = _a.mH(PY, xp) @ QPY
-        if self.W is None:
-            self.W, self.PW, self.H = Y, PY, corner
+        normalise = xp.linalg.inv(L)
+        Yh, PYh = normalise @ Yh, normalise @ PYh
+        QPYh = PYh @ self.Q
+        corner = PYh @ _a.mH(QPYh, xp)
+        if self.Wh is None:
+            self.Wh, self.PWh, self.H = Yh, PYh, corner
         else:
-            side = _inner(self.PW, QPY, xp)
+            side = self.PWh @ _a.mH(QPYh, xp)
             top = xp.concat([self.H, side], axis=-1)
             self.H = xp.concat([top, xp.concat([_a.mH(side, xp), corner], axis=-1)], axis=-2)
-            self.W, self.PW = xp.concat([self.W, Y], axis=-1), xp.concat([self.PW, PY], axis=-1)
-        self.next = QPY
+            self.Wh = xp.concat([self.Wh, Yh], axis=-2)
+            self.PWh = xp.concat([self.PWh, PYh], axis=-2)
+        self.next = QPYh
         return True
 
     def ritz_values(self, k: int) -> Array:
@@ -167,7 +166,7 @@ class _LanczosSpace:
         """Scale the Ritz values by ``1 / (1 + ||W^H P W - I||_F)``, which keeps them below
         those of the exact pencil ``(H, W^H P W)``; False when the basis drifted beyond ``DRIFT``."""
         xp = self.xp
-        G = _a.mH(self.W, xp) @ self.PW
+        G = self.PWh @ _a.mH(self.Wh, xp)
         drift = _a.frobenius_norm(G - _a.eye(self.dimension, G.dtype, G, xp), xp)
         self.scale = 1 / (1 + drift[..., None])
         return float(xp.max(drift)) <= DRIFT
