@@ -205,3 +205,34 @@ def test_rank_benchmark_rows_give_one_rank_from_all_three_methods(load_benchmark
     assert [row[0] for row in rows] == [0.2, 0.05]
     assert all(row[1] == row[2] == row[3] for row in rows)
     assert "| tau | rank (a) | rank full | rank hankel_rank |" in printed.getvalue()
+
+
+def test_cut_diagnosis_records_each_cut_and_summarises_layers_by_their_poles(load_benchmark):
+    import compressm_torch as ct
+    import torch
+
+    from reference_models.torch_models.lru import LRU
+
+    module = load_benchmark("cut_diagnosis")
+    compressor = ct.Compressor
+    flags = "--task mnist1d --steps 20 --d-model 4 --state-dim 8 --layers 1 --tau 0.5 --energy squared"
+    flags += " --reduce-from 10 --reduce-every 10 --reduce-until 0.5 --eval-every 10 --max-train 64"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        cuts = module.main(flags.split())
+    assert ct.Compressor is compressor  # the recording class is gone after the run
+    assert [step for step, _, _ in cuts] == [10]
+    (_, before), (_, after) = (next(iter(ct.compressible_layers(model))) for model in cuts[0][1:])
+    assert before.state_dim == 8 > after.state_dim
+    assert f"final state dims [{after.state_dim}]" in printed.getvalue()
+    assert printed.getvalue().count("fresh") == 1
+
+    layer = LRU(3, 2)
+    with torch.no_grad():  # poles 0.5 and 0.25 i: moduli 0.5, 0.25; |phase| 0 (as 2 pi) and pi/2
+        layer.nu_log.copy_(torch.log(-torch.log(torch.tensor([0.5, 0.25]))))
+        layer.theta_log.copy_(torch.log(torch.tensor([2 * math.pi, math.pi / 2])))
+    summary = module.layer_summary(layer)
+    assert summary["|pole| min/med/max"] == [0.25, 0.375, 0.5]
+    assert summary["|phase| med"] == pytest.approx(math.pi / 4, abs=1e-3)
+    gamma_b = (torch.exp(layer.gamma_log)[:, None] * torch.complex(layer.B_re, layer.B_im)).detach()
+    row_norms = [math.sqrt(sum(abs(complex(v)) ** 2 for v in row)) for row in gamma_b]
+    assert summary["|B row| med"] == pytest.approx(sum(row_norms) / 2, abs=1e-3)  # the mean of two
