@@ -67,10 +67,11 @@ def main(argv: list[str]) -> list[tuple[int, torch.nn.Module, torch.nn.Module]]:
     """Train as `compressm train argv` does (no output folder), print the diagnosis, return the
     recorded cuts."""
     base, options, _ = cli._defaults(["train", *argv])
-    config = cli._config(cli._parser(base, options, "train").parse_args(["train", *argv]), base)
+    args = cli._parser(base, options, "train").parse_args(["train", *argv])
+    config = cli._config(args, base)
     if config.backend != "torch" or config.model == "selective":
         raise SystemExit("cut_diagnosis.py: PyTorch LRU or S5 runs only (--backend torch, --model lru|s5)")
-    torch.set_num_threads(1)
+    cli._limit_threads(args.threads)
     cuts: list[tuple[int, torch.nn.Module, torch.nn.Module]] = []
     with recording_cuts(cuts):
         model, record = torch_trainer.train(config, progress=False)
@@ -91,8 +92,9 @@ def main(argv: list[str]) -> list[tuple[int, torch.nn.Module, torch.nn.Module]]:
                 print(f"  {evaluation['step']:>6} {evaluation['train_loss']:.4g} {evaluation[value]:.4g}")
     horizon = metrics["horizon"]
     print(f"final layers; states holding 50/70/90/99% of the squared HSV energy (horizon {horizon}):")
+    spectra = ct.hankel_singular_values(model, horizon=horizon)
     for name, layer in ct.compressible_layers(model):
-        hsv = np.sort(ct.hankel_singular_values(model, horizon=horizon)[name].detach().cpu().numpy())[::-1]
+        hsv = np.sort(spectra[name].detach().cpu().numpy())[::-1]
         kept = np.cumsum(hsv**2) / np.sum(hsv**2)
         ranks = [int(np.searchsorted(kept, share)) + 1 for share in (0.5, 0.7, 0.9, 0.99)]
         print(f"  {name:<16} {layer_summary(layer)} {ranks}")

@@ -119,17 +119,29 @@ def _diagonal_weights(sys: DiagonalStateSpace, horizon: int | None, *Xs: Array) 
     return geometric_sums(poles, horizon, xp)
 
 
-def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> Array:
-    """``sum_k M^k X0 (M^k)^H`` over ``horizon`` steps or infinitely many (a Lyapunov equation),
-    with M = A (controllability) or M = A^H (``adjoint``, observability)."""
+def _checked_horizon(sys: System, horizon: int | None) -> int | None:
+    """``horizon`` checked; an infinite one (None) needs a stable ``sys``."""
     horizon = check_horizon(horizon)
     if horizon is None:
         check_stable(sys)
+    return horizon
+
+
+def _diagonal_gramian(sys: DiagonalStateSpace, X0: Array, weights: Array, *, adjoint: bool) -> Array:
+    """``X0 * K`` (controllability) or ``X0 * conj(K)`` (``adjoint``, observability) for the
+    weights K of ``_diagonal_weights``, in the dtype of its closed form (that of X0 and the poles)."""
     xp = sys.xp
+    X = X0 * (_a.conj(weights, xp) if adjoint else weights)
+    return xp.astype(X, xp.result_type(X0, sys.poles), copy=False)
+
+
+def _gramian(sys: System, X0: Array, horizon: int | None, *, adjoint: bool) -> Array:
+    """``sum_k M^k X0 (M^k)^H`` over ``horizon`` steps or infinitely many (a Lyapunov equation),
+    with M = A (controllability) or M = A^H (``adjoint``, observability)."""
+    horizon = _checked_horizon(sys, horizon)
     if isinstance(sys, DiagonalStateSpace):
-        weights = _diagonal_weights(sys, horizon, X0)
-        X = X0 * (_a.conj(weights, xp) if adjoint else weights)
-        return xp.astype(X, xp.result_type(X0, sys.poles), copy=False)
+        return _diagonal_gramian(sys, X0, _diagonal_weights(sys, horizon, X0), adjoint=adjoint)
+    xp = sys.xp
     A = _a.mH(sys.A, xp) if adjoint else sys.A
     if horizon is None:
         return solve_discrete_lyapunov(A, X0, xp=xp)
@@ -170,18 +182,11 @@ def gramians(sys: System, *, horizon: int | None = None) -> tuple[Array, Array]:
     1.25
     """
     if not isinstance(sys, DiagonalStateSpace):
-        P = controllability_gramian(sys, horizon=horizon)
-        return P, observability_gramian(sys, horizon=horizon)
-    horizon = check_horizon(horizon)
-    if horizon is None:
-        check_stable(sys)
+        return controllability_gramian(sys, horizon=horizon), observability_gramian(sys, horizon=horizon)
     xp = sys.xp
-    weights = _diagonal_weights(sys, horizon, sys.B, sys.C)  # shared: Q's are their conjugates
-    P = (sys.B @ _a.mH(sys.B, xp)) * weights  # the product's temporary is reused (NumPy)
-    Q = (_a.mH(sys.C, xp) @ sys.C) * _a.conj(weights, xp)
-    # each in the dtype of its closed form alone (that of B or C and the poles)
-    P = xp.astype(P, xp.result_type(sys.B, sys.poles), copy=False)
-    return P, xp.astype(Q, xp.result_type(sys.C, sys.poles), copy=False)
+    weights = _diagonal_weights(sys, _checked_horizon(sys, horizon), sys.B, sys.C)  # shared by P and Q
+    P = _diagonal_gramian(sys, sys.B @ _a.mH(sys.B, xp), weights, adjoint=False)
+    return P, _diagonal_gramian(sys, _a.mH(sys.C, xp) @ sys.C, weights, adjoint=True)
 
 
 def _eigh_factor(X: Array, xp: Any) -> Array:
