@@ -26,3 +26,12 @@ def checked_state_indices(keep: Iterable[int], state_dim: int) -> list[int]:
         msg = f"`keep` repeats the indices {repeated}"
         raise ValueError(msg)
     return indices
+
+
+def check_lru_ring(r_min: float, r_max: float) -> None:
+    """ValueError unless ``0 <= r_min <= r_max < 1``: the LRU's initial poles lie on the ring
+    ``r_min <= |lambda| <= r_max``, strictly inside the unit circle (``|lambda| = 1`` would be
+    ``nu_log = log(0)``)."""
+    if not 0 <= r_min <= r_max < 1:
+        msg = f"LRU needs 0 <= `r_min` <= `r_max` < 1 (the moduli of the initial poles), got r_min={r_min}, r_max={r_max}"
+        raise ValueError(msg)

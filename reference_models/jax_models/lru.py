@@ -20,6 +20,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 import compressm_core as cc
 
+from .._indices import check_lru_ring
 from ._system import checked_system, clamp_away_from_zero, split_complex
 from .scan import linear_recurrence
 
@@ -59,9 +60,7 @@ class LRU(eqx.Module):
         max_phase: float = 2 * math.pi,
         key: PRNGKeyArray,
     ) -> None:
-        if not 0 <= r_min <= r_max < 1:
-            msg = f"LRU needs 0 <= r_min <= r_max < 1, got r_min={r_min}, r_max={r_max}"
-            raise ValueError(msg)
+        check_lru_ring(r_min, r_max)
         u1_key, u2_key, b_re_key, b_im_key, c_re_key, c_im_key, d_key = jax.random.split(key, 7)
         u1 = jax.random.uniform(u1_key, (state_dim,))
         u2 = jax.random.uniform(u2_key, (state_dim,))

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 import compressm_core as cc
 
+from .._indices import check_lru_ring
 from ._layers import checked_system, complex_dtype, rebuild
 from .scan import diagonal_scan
 
@@ -41,9 +42,7 @@ class LRU(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not 0 <= r_min < r_max <= 1:
-            msg = f"need 0 <= `r_min` < `r_max` <= 1, got r_min={r_min}, r_max={r_max}"
-            raise ValueError(msg)
+        check_lru_ring(r_min, r_max)
         self.d_model = d_model
         self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
         factory = {"device": device, "dtype": dtype}

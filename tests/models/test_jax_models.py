@@ -155,6 +155,23 @@ def test_lru_call_matches_a_loop_over_its_parameters() -> None:
     np.testing.assert_allclose(np.exp(p["gamma_log"]), np.sqrt(1 - np.abs(poles) ** 2))
 
 
+#: The LRU's pole ring must satisfy 0 <= r_min <= r_max < 1; the same message in both frameworks.
+LRU_RING_ERROR = r"LRU needs 0 <= `r_min` <= `r_max` < 1 \(the moduli of the initial poles\), got r_min={}, r_max={}"
+
+
+@pytest.mark.parametrize(("r_min", "r_max"), [(0.9, 1.0), (0.5, 1.5), (0.8, 0.7), (-0.1, 0.5)])
+def test_lru_rejects_a_ring_outside_the_unit_disc_or_reversed(r_min: float, r_max: float) -> None:
+    with pytest.raises(ValueError, match=LRU_RING_ERROR.format(r_min, r_max)):
+        LRU(H, N, r_min=r_min, r_max=r_max, key=jax.random.key(0))
+
+
+def test_lru_ring_of_zero_width_gives_poles_of_that_modulus() -> None:
+    layer = LRU(H, N, r_min=0.7, r_max=0.7, key=jax.random.key(0))
+    modulus = np.exp(-np.exp(np.asarray(layer.nu_log)))  # |lambda| = exp(-exp(nu_log))
+    np.testing.assert_allclose(modulus, 0.7, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(np.asarray(layer.poles())), 0.7, rtol=1e-12)
+
+
 @pytest.mark.parametrize("layer_class", LAYER_CLASSES)
 def test_ssm_system_reproduces_the_layer_output(layer_class) -> None:
     layer = make_layer(layer_class)

@@ -163,6 +163,23 @@ def test_lru_init_follows_the_ring_and_gamma_normalisation() -> None:
     torch.testing.assert_close(gamma, torch.sqrt(1 - poles.abs() ** 2))
 
 
+#: The LRU's pole ring must satisfy 0 <= r_min <= r_max < 1; the same message in both frameworks.
+LRU_RING_ERROR = r"LRU needs 0 <= `r_min` <= `r_max` < 1 \(the moduli of the initial poles\), got r_min={}, r_max={}"
+
+
+@pytest.mark.parametrize(("r_min", "r_max"), [(0.9, 1.0), (0.5, 1.5), (0.8, 0.7), (-0.1, 0.5)])
+def test_lru_rejects_a_ring_outside_the_unit_disc_or_reversed(r_min: float, r_max: float) -> None:
+    with pytest.raises(ValueError, match=LRU_RING_ERROR.format(r_min, r_max)):
+        LRU(4, 6, r_min=r_min, r_max=r_max, dtype=F64)
+
+
+def test_lru_ring_of_zero_width_gives_poles_of_that_modulus() -> None:
+    layer = LRU(4, 50, r_min=0.7, r_max=0.7, dtype=F64)
+    modulus = np.exp(-np.exp(layer.nu_log.detach().numpy()))  # |lambda| = exp(-exp(nu_log))
+    np.testing.assert_allclose(modulus, 0.7, rtol=1e-12)
+    np.testing.assert_allclose(layer.poles().detach().abs().numpy(), 0.7, rtol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["lru", "s5"])
 def test_ssm_system_simulated_in_numpy_equals_forward(kind: str) -> None:
     layer = make_layer(kind)
