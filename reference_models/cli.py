@@ -66,6 +66,9 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     add("--state-dim", type=int, default=defaults.state_dim, help="initial state dimension of every SSM layer")
     add("--layers", type=int, default=defaults.n_layers, help="number of SSM blocks")
     add("--dropout", type=float, default=defaults.dropout, help="dropout probability in every block")
+    add("--r-min", type=float, default=defaults.lru_r_min,
+        help="--model lru: smallest modulus of the initial poles (they lie uniformly on the ring --r-min <= |lambda| <= --r-max)")
+    add("--r-max", type=float, default=defaults.lru_r_max, help="--model lru: largest modulus of the initial poles, below 1")
     add("--tau", type=float, default=defaults.tau, help="tolerance mode: keep the smallest rank whose HSVs hold a fraction 1 - tau of the energy")
     add("--no-compress", action="store_true", help="train the full model only, without reductions")
     add("--mode", choices=("tolerance", "fixed", "pragmatic"), default=defaults.mode,
@@ -161,6 +164,8 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         state_dim=args.state_dim,
         n_layers=args.layers,
         dropout=args.dropout,
+        lru_r_min=args.r_min,
+        lru_r_max=args.r_max,
         tau=None if args.no_compress or args.mode != "tolerance" else args.tau,
         mode="tolerance" if args.no_compress else args.mode,
         fraction=args.fraction,

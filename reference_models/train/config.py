@@ -18,6 +18,8 @@ GRAMIANS = ("complex", "real_output")
 #: The arms of ``compressm compare`` (see ``comparison``) and the default ones.
 ARMS = ("full", "compressm", "small", "hnn", "distill", "truncate", "truncate_dims", "smallest", "random")
 DEFAULT_ARMS = ("full", "compressm", "small")
+#: The LRU layers' own pole ring (r_min, r_max), the default of ``--r-min`` and ``--r-max``.
+LRU_RING = (0.9, 0.999)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class TrainConfig:
     state_dim: int | tuple[int, ...] = 128
     n_layers: int = 2
     dropout: float = 0.0
+    #: The LRU's initial poles lie uniformly on the ring lru_r_min <= |lambda| <= lru_r_max.
+    lru_r_min: float = LRU_RING[0]
+    lru_r_max: float = LRU_RING[1]
     tau: float | None = 0.05
     mode: str = "tolerance"
     fraction: float = 0.1
@@ -106,6 +111,7 @@ class TrainConfig:
             except ValueError as error:
                 raise ValueError(_with_flags(str(error))) from None
         self._check_horizon()
+        self._check_pole_ring()
         self._check_baseline_options()
         self._check_hsv_every()
         self._check_run_options()
@@ -133,6 +139,27 @@ class TrainConfig:
                 f"or a positive integer, got {value!r}"
             )
             raise ValueError(msg)
+
+    def _check_pole_ring(self) -> None:
+        """The LRU's pole ring (``--r-min``, ``--r-max``): inside the unit circle, LRU only."""
+        r_min, r_max = self.lru_r_min, self.lru_r_max
+        numbers = all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in (r_min, r_max))
+        if not (numbers and 0 <= r_min <= r_max < 1):
+            msg = (
+                f"`lru_r_min` (--r-min) and `lru_r_max` (--r-max) must satisfy 0 <= lru_r_min <= lru_r_max < 1 "
+                f"(the moduli of the LRU's initial poles), got lru_r_min={r_min!r}, lru_r_max={r_max!r}"
+            )
+            raise ValueError(msg)
+        if self.model != "lru" and (r_min, r_max) != LRU_RING:
+            msg = (
+                f"`lru_r_min` (--r-min) and `lru_r_max` (--r-max) set the pole ring of LRU layers; model "
+                f"{self.model!r} has none, got lru_r_min={r_min!r}, lru_r_max={r_max!r} (leave them at {LRU_RING[0]} and {LRU_RING[1]})"
+            )
+            raise ValueError(msg)
+
+    def layer_options(self) -> dict[str, float]:
+        """Keyword options for the SSM layers' constructor: the LRU's pole ring, none for other layers."""
+        return {"r_min": self.lru_r_min, "r_max": self.lru_r_max} if self.model == "lru" else {}
 
     def resolved_horizon(self, sequence_length: int) -> int | None:
         """The Gramians' horizon in steps for training sequences of ``sequence_length``

@@ -73,6 +73,7 @@ def build_model(
         layer=config.model,
         pooling=data.pooling,
         dropout=config.dropout,
+        layer_options=config.layer_options(),
         key=key,
     )
 

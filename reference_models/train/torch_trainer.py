@@ -52,6 +52,7 @@ def build_model(config: TrainConfig, data: SequenceDataset) -> SequenceModel | S
         layer=config.model,
         pooling=pooling,
         dropout=config.dropout,
+        layer_options=config.layer_options(),
     )
 
 
