@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 Array = Any
 
@@ -31,6 +33,85 @@ def is_traced(x: Array) -> bool:
         return True
     torch = sys.modules.get("torch")
     return torch is not None and hasattr(torch, "compiler") and torch.compiler.is_compiling()
+
+
+def is_jax_traced(x: Array) -> bool:
+    """True while ``x`` is a JAX tracer (``jax.jit``, ``jax.vmap``, ``jax.grad``)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
+
+
+def jax_host_call_on_cpu(
+    on_host: Callable[..., Any], compiled: Callable[..., Array], shape: tuple[int, ...], dtype: Any, *args: Array
+) -> Array:
+    """``compiled(*args)`` for traced JAX ``args``, except where the computation is compiled for a
+    CPU: there ``on_host(*numpy_args)`` runs on the host (``jax.pure_callback``), for routines
+    XLA's CPU backend lacks or runs much slower. The platform is chosen when the computation is
+    lowered (``jax.lax.platform_dependent``); derivatives are those of ``compiled``
+    (``jax.custom_jvp``). ``on_host`` must be batched over leading axes: ``jax.vmap`` hands it the
+    whole batch. The result has ``shape`` and ``dtype``.
+
+    64-bit values cross to and from the host as 32-bit words: the callback's arrays are made under
+    the configuration of the thread that runs it, which ``jax.enable_x64`` used as a context
+    manager does not reach (float64 would arrive, or be returned, as float32)."""
+    jax = sys.modules["jax"]
+    in_dtypes = [x.dtype for x in args]
+
+    def on_numpy(*words: Array) -> Any:
+        arrays = (_from_words(to_numpy(w), d) for w, d in zip(words, in_dtypes, strict=True))
+        return _to_words(on_host(*arrays), dtype)
+
+    def host(*traced: Array) -> Array:
+        words = jax.ShapeDtypeStruct(_words_shape(shape, dtype), _word_dtype(dtype, jax.numpy))
+        returned = jax.pure_callback(on_numpy, words, *(_to_words(x, x.dtype, jax) for x in traced), vmap_method="broadcast_all")
+        return _from_words(returned, dtype, jax)
+
+    @jax.custom_jvp
+    def call(*traced: Array) -> Array:
+        return jax.lax.platform_dependent(*traced, cpu=host, default=compiled)
+
+    @call.defjvp
+    def call_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
+        return jax.jvp(compiled, primals, tangents)
+
+    return call(*args)
+
+
+def _is_64_bit(dtype: Any) -> bool:
+    return np.dtype(dtype) in (np.float64, np.complex128)
+
+
+def _word_dtype(dtype: Any, xp: Any) -> Any:
+    return xp.uint32 if _is_64_bit(dtype) else dtype
+
+
+def _words_shape(shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+    if not _is_64_bit(dtype):
+        return shape
+    return (*shape, 2, 2) if np.dtype(dtype).kind == "c" else (*shape, 2)
+
+
+def _to_words(x: Array, dtype: Any, jax: Any = None) -> Array:
+    """A float64 (complex128) array as uint32 words, (..., 2) ((..., 2, 2): real and imaginary
+    parts), in JAX (``jax`` given) or NumPy; other dtypes as they are."""
+    if not _is_64_bit(dtype):
+        return x
+    if jax is None:
+        parts = np.stack([x.real, x.imag], axis=-1) if np.iscomplexobj(x) else x
+        return np.ascontiguousarray(parts, dtype=np.float64)[..., None].view(np.uint32)
+    parts = jax.numpy.stack([x.real, x.imag], axis=-1) if jax.numpy.iscomplexobj(x) else x
+    return jax.lax.bitcast_convert_type(parts, jax.numpy.uint32)
+
+
+def _from_words(words: Array, dtype: Any, jax: Any = None) -> Array:
+    """The array of ``dtype`` whose words ``_to_words`` made, in JAX (``jax`` given) or NumPy."""
+    if not _is_64_bit(dtype):
+        return words
+    if jax is None:
+        parts = np.ascontiguousarray(words).view(np.float64)[..., 0]
+    else:
+        parts = jax.lax.bitcast_convert_type(words, jax.numpy.float64)
+    return parts[..., 0] + 1j * parts[..., 1] if np.dtype(dtype).kind == "c" else parts
 
 
 def concrete_bool(x: Array) -> bool | None:
@@ -115,8 +196,6 @@ def to_numpy(x: Array) -> Any:
     """``x`` as a NumPy array on the host: without a copy for CPU tensors and CPU JAX arrays (a
     read-only view for JAX), a copy moved from any other device. Used only where a namespace lacks a routine
     or NumPy's is much faster."""
-    import numpy as np
-
     if hasattr(x, "detach"):  # torch tensors need detach + cpu before NumPy sees them
         x = x.detach().cpu()
     return np.asarray(x)

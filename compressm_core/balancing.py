@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import array_api_compat
@@ -34,8 +35,9 @@ EIGH_GATE = 100.0
 
 def _eigh_on_host(Lp: Array, xp: Any) -> bool:
     """Whether the "eigh" values are left to NumPy: for eager JAX arrays on a CPU, which NumPy
-    reads in place. At n = 1024 on one thread JAX's eigvalsh (with eigenvectors) takes 1.10 s
-    against NumPy's values-only 0.28 s, and the complex product Lp^H Q Lp 0.67 s against 0.21 s."""
+    reads in place (traced ones are sent to the host in ``_spectrum_of_gramians``). At n = 1024
+    on one thread JAX's eigvalsh (with eigenvectors) takes 1.10 s against NumPy's values-only
+    0.28 s, and the complex product Lp^H Q Lp 0.67 s against 0.21 s."""
     return array_api_compat.is_jax_namespace(xp) and not _a.is_traced(Lp) and _a.on_cpu(Lp)
 
 
@@ -73,14 +75,16 @@ def hankel_singular_values(
     eigenvalue problem instead of two factorisations and an SVD (2-3x cheaper), absolute error
     ~ eps sigma_1^2 / sigma_i, so small values lose digits. ``"auto"``: "eigh", kept where
     ``sigma_n >= 100 sqrt(eps) sigma_1`` (then every value is within ~sqrt(eps)/200 sigma_1,
-    7e-11 sigma_1 in float64) and recomputed by "svd" otherwise. For eager JAX arrays on a CPU
-    "eigh" runs in NumPy on the same memory (values only; JAX's eigvalsh computes the
-    eigenvectors too, 4x slower, and its complex products are 3x slower), and the values are
-    returned as a JAX array. "auto" is "svd" while traced (``jax.jit``, ``jax.vmap``,
-    ``torch.compile``), where the test cannot be read and no host call is made, and for JAX
-    arrays on other devices (GPU), where NumPy would cost a host round trip of n x n matrices and
-    JAX's eigvalsh is slower than its values-only SVD. ``factor`` chooses the Gramian
-    factorisation (see ``gramian_factor``).
+    7e-11 sigma_1 in float64) and recomputed by "svd" otherwise. For JAX arrays on a CPU, eager
+    or traced (``jax.jit``, ``jax.vmap``), "auto" and "eigh" run in NumPy on the same memory
+    (values only; JAX's eigvalsh computes the eigenvectors too, 4x slower, its complex products
+    are 3x slower, and its SVD is slower than NumPy's "eigh" from n ~ 1000); traced, through a
+    host call (``jax.pure_callback``) whose derivatives are those of "svd" (of "eigh" for
+    ``method="eigh"``). The values come back as a JAX array. "auto" is "svd" under
+    ``torch.compile``, where the test cannot be read, and for JAX computations on other devices
+    (GPU), where NumPy would cost a host round trip of n x n matrices and JAX's eigvalsh is slower
+    than its values-only SVD. ``factor`` chooses the Gramian factorisation (see
+    ``gramian_factor``).
 
     Examples
     --------
@@ -103,6 +107,15 @@ def _spectrum_of_gramians(
 ) -> Array:
     """The HSVs (descending, (..., n)) of the Gramians P, Q of one dtype, as in
     ``hankel_singular_values`` (which computes the Gramians and calls this)."""
+    if method != "svd" and _a.is_jax_traced(P):  # NumPy's values-only eigvalsh, on a CPU
+
+        def compiled(P: Array, Q: Array) -> Array:  # elsewhere, and for derivatives
+            if method == "eigh":
+                return _values_by_eigh(gramian_factor(P, method=factor), Q, xp)
+            return _spectrum_of_gramians(P, Q, xp, factor=factor, method="svd")
+
+        on_host = partial(_spectrum_on_host, factor=factor, method=method)
+        return _a.jax_host_call_on_cpu(on_host, compiled, P.shape[:-1], _a.real_dtype(P.dtype, xp), P, Q)
     Lp = gramian_factor(P, method=factor)
     if method == "auto" and _a.is_traced(Lp):
         method = "svd"  # the accuracy test cannot be read
@@ -114,6 +127,11 @@ def _spectrum_of_gramians(
             return hsv
     Lq = gramian_factor(Q, method=factor)
     return xp.linalg.svdvals(_a.mH(Lq, xp) @ Lp)
+
+
+def _spectrum_on_host(P: Any, Q: Any, *, factor: FactorMethod, method: SpectrumMethod) -> Any:
+    """``_spectrum_of_gramians`` of NumPy Gramians (the host part of a traced JAX call)."""
+    return _spectrum_of_gramians(P, Q, array_api_compat.array_namespace(P), factor=factor, method=method)
 
 
 def _check_tau(tau: float) -> None:

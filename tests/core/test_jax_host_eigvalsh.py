@@ -1,8 +1,13 @@
 """``hankel_singular_values(method="auto")`` on JAX arrays (issue 15, item 3): eager CPU arrays
-get NumPy's values-only Hermitian eigensolver, with the accuracy gate and the SVD fallback;
-traced calls keep the JAX-only SVD path. Oracle: SciPy's Lyapunov solver + svdvals."""
+get NumPy's values-only Hermitian eigensolver, with the accuracy gate and the SVD fallback, and
+so do traced ones (``jax.jit``, ``jax.vmap``) compiled for a CPU, through a host call whose
+derivatives are the SVD path's. Oracle: SciPy's Lyapunov solver + svdvals."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,6 +53,10 @@ def refuse(name):
     return refused
 
 
+def not_a_number(x):
+    return jnp.full(x.shape[:-1], jnp.nan, dtype=jnp.real(x).dtype)
+
+
 def test_eager_cpu_hsv_use_numpy_eigvalsh_and_match_scipy(monkeypatch):
     poles, B, C = lru_like(batch=(2,))
     arrays = [jnp.asarray(x) for x in (poles, B, C)]
@@ -75,16 +84,80 @@ def test_eager_cpu_hsv_keep_single_precision(monkeypatch):
 
 
 @pytest.mark.parametrize("options", [{}, {"factor": "cholesky"}], ids=str)
-def test_traced_hsv_make_no_host_call_and_match_scipy(monkeypatch, options):
+def test_traced_cpu_hsv_use_numpy_eigvalsh_and_match_scipy(monkeypatch, options):
     poles, B, C = lru_like(batch=(3,), seed=1)
     oracle = oracle_of_diagonal(poles, B, C)
     arrays = [jnp.asarray(x) for x in (poles, B, C)]
-    monkeypatch.setattr(cc._array, "to_numpy", refuse("a host copy"))
+    # the compiled path is traced for other platforms but must not run here: NaN if it did
+    monkeypatch.setattr(jnp.linalg, "eigvalsh", not_a_number)
+    monkeypatch.setattr(jnp.linalg, "svdvals", not_a_number)
     jitted = jax.jit(lambda *a: hsv(*a, **options))(*arrays)
     mapped = jax.vmap(lambda *a: hsv(*a, **options))(*arrays)
-    assert jitted.dtype == mapped.dtype == jnp.float64
-    for traced in (jitted, mapped):
+    jit_of_vmap = jax.jit(jax.vmap(lambda *a: hsv(*a, **options)))(*arrays)
+    assert jitted.dtype == mapped.dtype == jit_of_vmap.dtype == jnp.float64
+    for traced in (jitted, mapped, jit_of_vmap):
         np.testing.assert_allclose(np.asarray(traced), oracle, rtol=1e-10)
+
+
+def test_traced_svd_method_makes_no_host_call_and_matches_scipy(monkeypatch):
+    poles, B, C = lru_like(batch=(3,), seed=2)
+    arrays = [jnp.asarray(x) for x in (poles, B, C)]
+    monkeypatch.setattr(jax, "pure_callback", refuse("a host call"))
+    jitted = jax.jit(lambda *a: hsv(*a, method="svd", factor="cholesky"))(*arrays)
+    np.testing.assert_allclose(np.asarray(jitted), oracle_of_diagonal(poles, B, C), rtol=1e-10)
+
+
+def test_traced_hsv_keep_float64_under_the_enable_x64_context_manager():
+    """The host call's arguments are made in the callback's thread, which the context does not reach."""
+    poles, B, C = lru_like(seed=4)
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with jax.enable_x64(True):
+            result = jax.jit(hsv)(*(jnp.asarray(x) for x in (poles, B, C)))
+            assert result.dtype == jnp.float64
+            result = np.asarray(result)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    np.testing.assert_allclose(result, oracle_of_diagonal(poles, B, C), rtol=1e-12)  # float32: ~1e-7
+
+
+def test_traced_hsv_keep_float64_with_the_context_manager_and_one_xla_thread(tmp_path):
+    """With one intra-op thread the callback runs outside the context's thread, also for its result."""
+    poles, B, C = lru_like(seed=5)
+    np.savez(tmp_path / "system.npz", poles=poles, B=B, C=C)
+    script = (
+        "import sys, numpy as np, jax, compressm_core as cc\n"
+        "system = np.load(sys.argv[1])\n"
+        "with jax.enable_x64(True):\n"
+        "    arrays = [jax.numpy.asarray(system[k]) for k in ('poles', 'B', 'C')]\n"
+        "    hsv = jax.jit(lambda *a: cc.hankel_singular_values(cc.DiagonalStateSpace(*a)))(*arrays)\n"
+        "    assert hsv.dtype == jax.numpy.float64, hsv.dtype\n"
+        "    np.save(sys.argv[2], np.asarray(hsv))\n"
+    )
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_ENABLE_X64": "0"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "system.npz"), str(tmp_path / "hsv.npy")],
+                   env=env, check=True, timeout=300)
+    np.testing.assert_allclose(np.load(tmp_path / "hsv.npy"), oracle_of_diagonal(poles, B, C), rtol=1e-12)
+
+
+def test_derivatives_of_traced_hsv_match_central_differences():
+    """The host call has no derivative of its own; the SVD path's is used, under jit and eagerly."""
+    poles, B, C = lru_like(seed=3)
+    rng = np.random.default_rng(3)
+    direction = rng.standard_normal(B.shape) + 1j * rng.standard_normal(B.shape)
+
+    def total(b):
+        return jnp.sum(hsv(jnp.asarray(poles), b, jnp.asarray(C)))
+
+    step = 1e-6
+    central = (oracle_of_diagonal(poles, B + step * direction, C).sum()
+               - oracle_of_diagonal(poles, B - step * direction, C).sum()) / (2 * step)
+    for gradient in (jax.grad(total)(jnp.asarray(B)), jax.jit(jax.grad(total))(jnp.asarray(B))):
+        # JAX's gradient of a real function of complex b is d/d(re) - i d/d(im)
+        directional = np.sum(np.real(np.asarray(gradient) * direction))
+        np.testing.assert_allclose(directional, central, rtol=1e-6)
 
 
 def rotated_decoupled_system(gains, poles, seed=0):
