@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
@@ -47,6 +47,10 @@ class LayerReduction:
     a-priori bound, and selective layers reduced by index selection, which record their energy
     spectrum (``energy_spectrum``) as ``hsv`` and the state indices they kept (``kept``), have
     none for a time-varying layer on unseen inputs.
+
+    ``poles_moved_in``: how many of the new layer's poles a time-limited truncation put outside
+    the layer's slowest pole and ``reduce_layer_system`` moved in to it, from a largest modulus
+    of ``moved_from_modulus`` to ``moved_to_modulus`` (both None when none moved).
     """
 
     name: str
@@ -55,6 +59,9 @@ class LayerReduction:
     hsv: Array
     error_bound: float | None
     kept: tuple[int, ...] | None = None
+    poles_moved_in: int = 0
+    moved_from_modulus: float | None = None
+    moved_to_modulus: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "name": r.name, "old_dim": r.old_dim, "new_dim": r.new_dim,
             "hsv": [float(v) for v in np.asarray(r.hsv).tolist()],
             "error_bound": r.error_bound, "kept": None if r.kept is None else list(r.kept),
+            "poles_moved_in": r.poles_moved_in, "moved_from_modulus": r.moved_from_modulus,
+            "moved_to_modulus": r.moved_to_modulus,
         }
         for r in event.reductions
     ]
@@ -105,14 +114,22 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "metric_before": event.metric_before, "metric_after": event.metric_after}
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def event_from_dict(data: Mapping[str, Any]) -> Event:
-    """The event ``event_to_dict`` wrote; a ValueError says what is malformed."""
+    """The event ``event_to_dict`` wrote; a ValueError says what is malformed. Events written
+    before the pole-move fields existed read as cuts that moved no poles."""
     try:
         reductions = tuple(
             LayerReduction(
                 str(r["name"]), int(r["old_dim"]), int(r["new_dim"]), np.asarray(r["hsv"], dtype=np.float64),
-                None if r["error_bound"] is None else float(r["error_bound"]),
+                _optional_float(r["error_bound"]),
                 None if r["kept"] is None else tuple(int(i) for i in r["kept"]),
+                poles_moved_in=int(r.get("poles_moved_in", 0)),
+                moved_from_modulus=_optional_float(r.get("moved_from_modulus")),
+                moved_to_modulus=_optional_float(r.get("moved_to_modulus")),
             )
             for r in data["reductions"]
         )
@@ -218,6 +235,27 @@ def kept_states(rank: int, n: int, selection: Selection, rng: np.random.Generato
     raise ValueError(msg)
 
 
+class ReducedLayerSystem(NamedTuple):
+    """What ``reduce_layer_system`` returns: the diagonal system for the smaller layer, the HSVs
+    (before), the H-inf error bound (None: none), and the poles moved in (``LayerReduction``'s
+    ``poles_moved_in``, ``moved_from_modulus`` and ``moved_to_modulus``)."""
+
+    system: DiagonalStateSpace
+    hsv: Array
+    error_bound: float | None
+    poles_moved_in: int = 0
+    moved_from_modulus: float | None = None
+    moved_to_modulus: float | None = None
+
+    def record(self, name: str, old_dim: int, new_dim: int) -> LayerReduction:
+        """The ``LayerReduction`` of layer ``name``, from ``old_dim`` to ``new_dim`` states."""
+        return LayerReduction(
+            name, old_dim, new_dim, self.hsv, self.error_bound,
+            poles_moved_in=self.poles_moved_in, moved_from_modulus=self.moved_from_modulus,
+            moved_to_modulus=self.moved_to_modulus,
+        )
+
+
 def reduce_layer_system(
     name: str,
     system: DiagonalStateSpace,
@@ -228,7 +266,7 @@ def reduce_layer_system(
     selection: Selection = "largest",
     rng: np.random.Generator | None = None,
     horizon: int | None = None,
-) -> tuple[DiagonalStateSpace, Array, float | None]:
+) -> ReducedLayerSystem:
     """Balanced truncation of a layer's system to ``rank`` balanced states, re-diagonalised.
 
     Returns the diagonal system for the smaller layer, the HSVs (before) and the H-inf
@@ -240,7 +278,8 @@ def reduce_layer_system(
     preserve stability, so a reduced pole slower than the layer's slowest pole (seen when half
     the states or more are kept) is moved in to that pole's modulus, keeping its
     phase (over the horizon this changed the response less than an infinite-horizon
-    truncation to the same rank in 11 of 14 cases at or near the unit circle).
+    truncation to the same rank in 11 of 14 cases at or near the unit circle). How many moved
+    (counted in the new layer's states), and from what largest modulus to which, is returned.
     """
     analysed = analysed_system(system, gramians, real_output=real_output)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < analysed.n:
@@ -256,8 +295,16 @@ def reduce_layer_system(
         msg = f"layer {name}: {error}"
         raise ValueError(msg) from None
     if horizon is None:
-        return diagonal, reduction.hsv, float(reduction.error_bound)
-    return within_modulus(diagonal, system.xp.max(system.xp.abs(system.poles))), reduction.hsv, None
+        return ReducedLayerSystem(diagonal, reduction.hsv, float(reduction.error_bound))
+    xp = system.xp
+    limit = xp.max(xp.abs(system.poles))
+    radius = xp.abs(diagonal.poles)
+    moved = int(xp.sum(xp.astype(radius > limit, xp.int64)))
+    if moved == 0:
+        return ReducedLayerSystem(diagonal, reduction.hsv, None)
+    return ReducedLayerSystem(
+        within_modulus(diagonal, limit), reduction.hsv, None, moved, float(xp.max(radius)), float(limit)
+    )
 
 
 def within_modulus(system: DiagonalStateSpace, modulus: Array) -> DiagonalStateSpace:

@@ -121,3 +121,55 @@ class DecoupledLRU:
 def decoupled_lru() -> DecoupledLRU:
     """See ``DecoupledLRU``: a layer whose HSVs with and without a horizon are known."""
     return DecoupledLRU()
+
+
+class EscapingPoles:
+    """A random stable diagonal system (8 states, 2 inputs and outputs, pole moduli 0.5 ... 0.999)
+    whose balanced truncation with Gramians over ``horizon`` steps puts reduced poles outside its
+    largest pole modulus ``limit``: the first seed for which some rank puts two or more there
+    (brute force over seeds). Oracle ``escaped(rank)``: the moduli above ``limit`` of the
+    eigenvalues (``np.linalg.eigvals``) of the truncated A, before any pole is moved in."""
+
+    horizon = 10
+    n = 8
+    d_model = 2
+
+    def __init__(self) -> None:
+        for seed in range(1000):
+            rng = np.random.default_rng(seed)
+            self.poles = rng.uniform(0.5, 0.999, self.n) * np.exp(1j * rng.uniform(0.1, np.pi, self.n))
+            self.B = rng.normal(size=(self.n, self.d_model)) + 1j * rng.normal(size=(self.n, self.d_model))
+            self.C = rng.normal(size=(self.d_model, self.n)) + 1j * rng.normal(size=(self.d_model, self.n))
+            self.limit = float(np.max(np.abs(self.poles)))
+            ranks = [rank for rank in range(1, self.n) if len(self.escaped(rank)) >= 2]
+            if ranks:
+                self.seed, self.rank = seed, ranks[0]
+                return
+        msg = "no seed below 1000 gives two escaping poles"
+        raise AssertionError(msg)
+
+    def system(self):
+        import compressm_core as cc
+
+        return cc.DiagonalStateSpace(self.poles, self.B, self.C)
+
+    def escaped(self, rank: int) -> np.ndarray:
+        import compressm_core as cc
+
+        A = np.asarray(cc.balanced_truncation(self.system(), rank=rank, horizon=self.horizon).system.A)
+        moduli = np.abs(np.linalg.eigvals(A))
+        return np.sort(moduli[moduli > self.limit])[::-1]
+
+    def lru_parameters(self) -> dict[str, np.ndarray]:
+        """An LRU layer (d_model 2, gamma 1) with these poles, B and C (float64), by name."""
+        return {
+            "nu_log": np.log(-np.log(np.abs(self.poles))), "theta_log": np.log(np.angle(self.poles)),
+            "gamma_log": np.zeros(self.n), "B_re": self.B.real.copy(), "B_im": self.B.imag.copy(),
+            "C_re": self.C.real.copy(), "C_im": self.C.imag.copy(),
+        }
+
+
+@pytest.fixture(scope="session")
+def escaping_poles() -> EscapingPoles:
+    """See ``EscapingPoles``: a layer whose time-limited truncation moves poles in."""
+    return EscapingPoles()

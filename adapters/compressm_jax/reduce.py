@@ -158,7 +158,7 @@ def reduce_layer(
 ) -> tuple[eqx.Module, LayerReduction]:
     """A smaller copy of ``layer``: balanced truncation to ``rank`` balanced states, re-diagonalised
     (see ``compressm_core.layers.reduce_layer_system``; ``horizon``: time-limited, no bound)."""
-    diagonal, hsv, bound = reduce_layer_system(
+    reduced = reduce_layer_system(
         name,
         _numpy_systems([layer])[0],
         rank,
@@ -169,11 +169,11 @@ def reduce_layer(
         horizon=horizon,
     )
     try:
-        new_layer = layer.with_system(diagonal)
+        new_layer = layer.with_system(reduced.system)
     except ValueError as error:
         msg = f"layer {name}: {error}"
         raise ValueError(msg) from None
-    return new_layer, LayerReduction(name, layer.state_dim, new_layer.state_dim, hsv, bound)
+    return new_layer, reduced.record(name, layer.state_dim, new_layer.state_dim)
 
 
 def compress(

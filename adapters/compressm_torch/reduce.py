@@ -158,7 +158,7 @@ def reduce_layer(
     (see ``compressm_core.layers.reduce_layer_system``; ``horizon``: time-limited, no bound)."""
     with torch.no_grad():
         system = _in_double_precision(layer.ssm_system())
-        diagonal, hsv, bound = reduce_layer_system(
+        reduced = reduce_layer_system(
             name,
             system,
             rank,
@@ -169,11 +169,11 @@ def reduce_layer(
             horizon=horizon,
         )
         try:
-            new_layer = layer.with_system(diagonal)
+            new_layer = layer.with_system(reduced.system)
         except ValueError as error:
             msg = f"layer {name}: {error}"
             raise ValueError(msg) from None
-    return new_layer, LayerReduction(name, layer.state_dim, new_layer.state_dim, hsv, bound)
+    return new_layer, reduced.record(name, layer.state_dim, new_layer.state_dim)
 
 
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

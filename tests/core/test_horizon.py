@@ -262,12 +262,12 @@ def test_layer_functions_pass_the_horizon():
     system = cc.DiagonalStateSpace(np.array([0.999, 0.5]), np.diag([0.1, 1.0]) + 0j, np.diag([0.1, 1.0]) + 0j)
     singular = np.linalg.svd(factor_product(system, horizon=10), compute_uv=False)
     np.testing.assert_allclose(singular, cc.hankel_singular_values(system, horizon=10), rtol=1e-12)
-    diagonal, _, bound = reduce_layer_system("layer", system, 1, horizon=10, real_output=False)
-    assert bound is None
-    assert abs(complex(diagonal.poles[0])) == pytest.approx(0.5)
-    diagonal, _, bound = reduce_layer_system("layer", system, 1, real_output=False)
-    assert bound == pytest.approx(2 * 4 / 3)  # infinite horizon: the fast state goes, 2 sigma_2
-    assert abs(complex(diagonal.poles[0])) == pytest.approx(0.999)
+    limited = reduce_layer_system("layer", system, 1, horizon=10, real_output=False)
+    assert limited.error_bound is None
+    assert abs(complex(limited.system.poles[0])) == pytest.approx(0.5)
+    infinite = reduce_layer_system("layer", system, 1, real_output=False)
+    assert infinite.error_bound == pytest.approx(2 * 4 / 3)  # infinite horizon: the fast state goes, 2 sigma_2
+    assert abs(complex(infinite.system.poles[0])) == pytest.approx(0.999)
 
 
 def test_reduced_layer_poles_stay_within_the_layer_slowest_pole():
@@ -281,10 +281,34 @@ def test_reduced_layer_poles_stay_within_the_layer_slowest_pole():
     system = cc.DiagonalStateSpace(poles, B, C)
     raw = cc.balanced_truncation(system, rank=1, horizon=10).system.A
     assert abs(complex(raw[0, 0])) > 1  # the case this test is about
-    diagonal, _, _ = reduce_layer_system("layer", system, 1, horizon=10, real_output=False)
+    diagonal = reduce_layer_system("layer", system, 1, horizon=10, real_output=False).system
     assert abs(complex(diagonal.poles[0])) == pytest.approx(modulus.max(), rel=1e-12)
     assert np.angle(complex(diagonal.poles[0])) == pytest.approx(np.angle(complex(raw[0, 0])))
 
+
+
+def test_reduce_layer_system_reports_the_poles_it_moved_in(escaping_poles):
+    """At every rank, the count of poles moved in is the number of the truncated A's eigenvalues
+    (NumPy) outside the layer's largest modulus, from the largest of them to that modulus; the
+    returned poles lie within it. Infinite-horizon truncation is stable and moves none."""
+    case = escaping_poles
+    counts = []
+    for rank in range(1, case.n):
+        escaped = case.escaped(rank)
+        reduced = reduce_layer_system("layer", case.system(), rank, horizon=case.horizon, real_output=False)
+        counts.append(reduced.poles_moved_in)
+        assert reduced.poles_moved_in == len(escaped)
+        assert np.all(np.abs(reduced.system.poles) <= case.limit * (1 + 1e-12))
+        if len(escaped):
+            assert reduced.moved_from_modulus == pytest.approx(escaped[0], rel=1e-9)
+            assert reduced.moved_to_modulus == pytest.approx(case.limit, rel=1e-12)
+        else:
+            assert reduced.moved_from_modulus is None and reduced.moved_to_modulus is None
+        record = reduced.record("layer", case.n, rank)
+        assert (record.poles_moved_in, record.moved_from_modulus, record.moved_to_modulus) == reduced[3:]
+        infinite = reduce_layer_system("layer", case.system(), rank, real_output=False)
+        assert (infinite.poles_moved_in, infinite.moved_from_modulus, infinite.moved_to_modulus) == (0, None, None)
+    assert max(counts) >= 2 and 0 in counts
 
 def test_jit_with_a_static_horizon_equals_eager():
     jax = pytest.importorskip("jax")

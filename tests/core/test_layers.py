@@ -40,7 +40,8 @@ def test_reduced_layer_system_respects_the_error_bound(gramians):
     system = _lru_like()
     real_output = gramians == "real_output"
     rank = 12 if real_output else 6
-    reduced, hsv, bound = layers.reduce_layer_system("layer0", system, rank, gramians=gramians)
+    result = layers.reduce_layer_system("layer0", system, rank, gramians=gramians)
+    reduced, hsv, bound = result.system, result.hsv, result.error_bound
     assert hsv.shape == ((20,) if real_output else (10,))
     assert np.isclose(bound, 2 * np.sum(hsv[rank:]))
     assert rank // 2 <= reduced.n <= rank if real_output else reduced.n == rank
@@ -143,6 +144,21 @@ def test_events_round_trip_and_the_combined_bound_counts_kept_cuts():
     with pytest.raises(ValueError, match="kind"):
         layers.event_from_dict({**layers.event_to_dict(cut1), "kind": "other"})
 
+
+
+def test_events_round_trip_the_poles_moved_in_and_read_older_events():
+    import json
+
+    moved = layers.LayerReduction("a", 8, 5, np.arange(8, 0, -1.0), None, poles_moved_in=2,
+                                  moved_from_modulus=1.0027, moved_to_modulus=0.9725)
+    for event in (layers.CompressionEvent(10, (moved,), 0.9, 0.5), layers.Judgement(20, 10, (moved,), 0.9, 0.8, False)):
+        back = layers.event_from_dict(json.loads(json.dumps(layers.event_to_dict(event)))).reductions[0]
+        assert (back.poles_moved_in, back.moved_from_modulus, back.moved_to_modulus) == (2, 1.0027, 0.9725)
+    older = {"kind": "cut", "step": 10, "metric_before": 0.9, "metric_after": 0.5, "reductions": [
+        {"name": "a", "old_dim": 8, "new_dim": 4, "hsv": [2.0, 1.0], "error_bound": 0.5, "kept": None}]}
+    read = layers.event_from_dict(older).reductions[0]
+    assert (read.new_dim, read.error_bound) == (4, 0.5)
+    assert (read.poles_moved_in, read.moved_from_modulus, read.moved_to_modulus) == (0, None, None)
 
 def test_plan_check_spends_the_run_budget_and_needs_the_certificate():
     run = ReductionSchedule(total_steps=100, interval=10, tau=0.25, budget="run", gate=1.0)

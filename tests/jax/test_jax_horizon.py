@@ -21,14 +21,19 @@ jax.config.update("jax_enable_x64", True)
 HORIZON, TAU = 40, 0.2
 
 
-def decoupled_model(case) -> SequenceModel:
+def lru_model(case, parameters) -> SequenceModel:
+    """A one-layer LRU model whose layer has ``parameters`` (by name)."""
     model = SequenceModel(2, 3, case.d_model, case.n, 1, key=jax.random.key(0))
-    names = list(case.parameters())
+    names = list(parameters)
     return eqx.tree_at(
         lambda m: [getattr(m.blocks[0].ssm, name) for name in names],
         model,
-        [jnp.asarray(value) for value in case.parameters().values()],
+        [jnp.asarray(value) for value in parameters.values()],
     )
+
+
+def decoupled_model(case) -> SequenceModel:
+    return lru_model(case, case.parameters())
 
 
 def pole_radii(model) -> np.ndarray:
@@ -54,6 +59,23 @@ def test_the_horizon_keeps_faster_poles_at_the_same_tolerance(decoupled_lru):
     assert limited.reductions[0].error_bound is None
     assert infinite.reductions[0].error_bound > 0
 
+
+
+def test_a_cut_records_the_poles_it_moved_in(escaping_poles):
+    """The layer's LayerReduction counts the truncated poles outside its largest modulus
+    (``escaping_poles``' NumPy oracle), and the new layer's poles lie within it."""
+    case = escaping_poles
+    model = lru_model(case, case.lru_parameters())
+    np.testing.assert_allclose(np.asarray(model.blocks[0].ssm.ssm_system().poles), case.poles, rtol=1e-12)
+    escaped = case.escaped(case.rank)
+    limited = cj.compress(model, ranks={"blocks.0.ssm": case.rank}, horizon=case.horizon)
+    record = limited.reductions[0]
+    assert record.poles_moved_in == len(escaped) >= 2
+    assert record.moved_from_modulus == pytest.approx(escaped[0], rel=1e-9)
+    assert record.moved_to_modulus == pytest.approx(case.limit, rel=1e-12)
+    assert np.all(pole_radii(limited.model) <= case.limit * (1 + 1e-12))
+    infinite = cj.compress(model, ranks={"blocks.0.ssm": case.rank}).reductions[0]
+    assert (infinite.poles_moved_in, infinite.moved_from_modulus, infinite.moved_to_modulus) == (0, None, None)
 
 def test_compressor_plans_with_its_horizon(decoupled_lru):
     case = decoupled_lru

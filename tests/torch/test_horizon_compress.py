@@ -17,13 +17,18 @@ from reference_models.torch_models import SequenceModel
 HORIZON, TAU = 40, 0.2
 
 
-def decoupled_model(case) -> SequenceModel:
+def lru_model(case, parameters) -> SequenceModel:
+    """A one-layer LRU model whose layer has ``parameters`` (by name)."""
     torch.manual_seed(0)
     model = SequenceModel(d_input=2, d_output=3, d_model=case.d_model, state_dim=case.n, n_layers=1, layer="lru").double()
     with torch.no_grad():
-        for name, value in case.parameters().items():
+        for name, value in parameters.items():
             getattr(model.blocks[0].ssm, name).copy_(torch.from_numpy(value))
     return model
+
+
+def decoupled_model(case) -> SequenceModel:
+    return lru_model(case, case.parameters())
 
 
 @pytest.mark.parametrize("horizon", [None, HORIZON])
@@ -51,6 +56,23 @@ def test_the_horizon_keeps_faster_poles_at_the_same_tolerance(decoupled_lru):
     assert infinite.reductions[0].error_bound == pytest.approx(2 * np.sort(case.hsv(None))[::-1][3:].sum())
     assert limited.reductions[0].error_bound is None  # time-limited truncation: no a-priori bound
 
+
+
+def test_a_cut_records_the_poles_it_moved_in(escaping_poles):
+    """The layer's LayerReduction counts the truncated poles outside its largest modulus
+    (``escaping_poles``' NumPy oracle), and the new layer's poles lie within it."""
+    case = escaping_poles
+    model = lru_model(case, case.lru_parameters())
+    np.testing.assert_allclose(model.blocks[0].ssm.poles().detach().numpy(), case.poles, rtol=1e-12)
+    escaped = case.escaped(case.rank)
+    limited = ct.compress(model, ranks={"blocks.0.ssm": case.rank}, horizon=case.horizon)
+    record = limited.reductions[0]
+    assert record.poles_moved_in == len(escaped) >= 2
+    assert record.moved_from_modulus == pytest.approx(escaped[0], rel=1e-9)
+    assert record.moved_to_modulus == pytest.approx(case.limit, rel=1e-12)
+    assert np.all(pole_radii(limited.model) <= case.limit * (1 + 1e-12))
+    infinite = ct.compress(model, ranks={"blocks.0.ssm": case.rank}).reductions[0]
+    assert (infinite.poles_moved_in, infinite.moved_from_modulus, infinite.moved_to_modulus) == (0, None, None)
 
 def test_compressor_plans_with_its_horizon(decoupled_lru):
     case = decoupled_lru
