@@ -100,11 +100,25 @@ class RunLog:
             self._writer.close()
 
 
+def describe_reduction(reduction: Any) -> str:
+    """"blocks.0.ssm 16 -> 9", and the poles a time-limited cut moved in to the layer's largest
+    modulus, if any: "blocks.0.ssm 16 -> 9 (2 poles moved in to |lambda| = 0.9725, from up to 1.003)"."""
+    change = f"{reduction.name} {reduction.old_dim} -> {reduction.new_dim}"
+    moved = reduction.poles_moved_in
+    if not moved:
+        return change
+    poles = "pole" if moved == 1 else "poles"
+    return (f"{change} ({moved} {poles} moved in to |lambda| = {reduction.moved_to_modulus:.6g}, "
+            f"from up to {reduction.moved_from_modulus:.6g})")
+
+
 def describe_event(event: Any) -> str:
-    """One line for a cut ("step 40: cut blocks.0.ssm 16 -> 9 ...") or a judgement of one ("step 60:
-    cut of step 40 (blocks.0.ssm 16 -> 9) rolled back: val 0.61 -> 0.52")."""
-    changes = ", ".join(f"{r.name} {r.old_dim} -> {r.new_dim}" for r in event.reductions)
+    """One line for a cut ("step 40: cut blocks.0.ssm 16 -> 9 ...", with the poles it moved in, see
+    ``describe_reduction``) or a judgement of one ("step 60: cut of step 40 (blocks.0.ssm 16 -> 9)
+    rolled back: val 0.61 -> 0.52")."""
     if not hasattr(event, "cut_step"):
+        changes = ", ".join(describe_reduction(r) for r in event.reductions)
         return f"step {event.step}: cut {changes} (val {event.metric_before:.4g} -> {event.metric_after:.4g} right after)"
+    changes = ", ".join(f"{r.name} {r.old_dim} -> {r.new_dim}" for r in event.reductions)
     verdict = "rolled back" if event.rolled_back else "kept"
     return f"step {event.step}: cut of step {event.cut_step} ({changes}) {verdict}: val {event.metric_before:.4g} -> {event.metric_after:.4g}"
