@@ -55,8 +55,9 @@ def truncated_run(
 
     ``source`` is the trained run's metrics; its Gramians' horizon is the run's (metrics of runs
     from before the horizon existed have none: infinite, as they used). The result's wall-clock
-    is the training's plus the truncation's; it keeps the test metric before truncation and the
-    error bounds (None: time-limited truncation has none).
+    is the training's plus the truncation's; it keeps the test metric before truncation, the
+    error bounds (None: time-limited truncation has none) and the poles a time-limited
+    truncation moved in (``moved_poles``, see ``compressm_core.layers.LayerReduction``).
     """
     model = load_model(checkpoint)
     horizon = source.get("horizon")
@@ -73,6 +74,11 @@ def truncated_run(
         "truncation_s": seconds,
         "truncation": {"tau": tau, "dims": dims, "horizon": horizon},
         "error_bounds": {r.name: r.error_bound for r in compressed.reductions},
+        "moved_poles": {
+            r.name: {"poles_moved_in": r.poles_moved_in, "moved_from_modulus": r.moved_from_modulus,
+                     "moved_to_modulus": r.moved_to_modulus}
+            for r in compressed.reductions
+        },
         "hsv": {r.name: [float(v) for v in r.hsv] for r in compressed.reductions},
         "config": source["config"],
     }

@@ -150,3 +150,34 @@ def test_rank_stability_logging_uses_the_run_horizon():
     (name, layer), = ct.reducible_layers(model)
     singular = np.linalg.svd(factor_product(layer, "complex", LENGTH), compute_uv=False)
     np.testing.assert_allclose(singular, ct.hankel_singular_values(model, horizon=LENGTH)[name].numpy(), rtol=1e-9)
+
+
+def test_post_training_truncation_records_the_poles_it_moved_in(tmp_path, escaping_poles):
+    """``escaping_poles``' layer (its B and C padded with zero columns and rows to d_model 4: the
+    same Gramians) truncated over its horizon: the count and the largest modulus are the NumPy
+    oracle's."""
+    torch = pytest.importorskip("torch")
+    from reference_models.train.checkpoint_torch import save_model
+    from reference_models.train.torch_trainer import build_model
+    from reference_models.train.torch_truncation import truncated_run
+
+    case, data = escaping_poles, toy_data()
+    model = build_model(SMALL, data).double()
+    pad = SMALL.d_model - case.d_model
+    with torch.no_grad():
+        for name, value in case.lru_parameters().items():
+            if name.startswith("B_"):
+                value = np.pad(value, ((0, 0), (0, pad)))
+            elif name.startswith("C_"):
+                value = np.pad(value, ((0, pad), (0, 0)))
+            getattr(model.blocks[0].ssm, name).copy_(torch.from_numpy(value))
+    path = save_model(model, tmp_path / "model.safetensors")
+    source = {"config": SMALL.to_dict(), "horizon": case.horizon, "final_state_dims": [8], "test_accuracy": 0.5,
+              "wall_clock_s": 1.0}
+    escaped = case.escaped(case.rank)
+    _, metrics = truncated_run(str(path), source, data, dims=[case.rank])
+    moved = metrics["moved_poles"]["blocks.0.ssm"]
+    assert moved["poles_moved_in"] == len(escaped) >= 2
+    assert moved["moved_from_modulus"] == pytest.approx(escaped[0], rel=1e-6)
+    assert moved["moved_to_modulus"] == pytest.approx(case.limit, rel=1e-6)
+    json.dumps(metrics, allow_nan=False)
