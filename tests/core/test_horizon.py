@@ -17,6 +17,7 @@ from oracles import scipy_discrete_lyapunov
 from strategies import fixed_dense_systems, fixed_diagonal_system, gaussian
 
 import compressm_core as cc
+from compressm_core.diagonal import real_output_system
 from compressm_core.layers import factor_product, reduce_layer_system
 
 HORIZONS = (1, 2, 7, 40)
@@ -309,6 +310,26 @@ def test_reduce_layer_system_reports_the_poles_it_moved_in(escaping_poles):
         infinite = reduce_layer_system("layer", case.system(), rank, real_output=False)
         assert (infinite.poles_moved_in, infinite.moved_from_modulus, infinite.moved_to_modulus) == (0, None, None)
     assert max(counts) >= 2 and 0 in counts
+
+
+def test_real_output_cuts_count_a_moved_conjugate_pair_once(escaping_poles):
+    """Balancing the real-output map (2n real states), a conjugate pair of reduced poles becomes
+    one state of the new layer: the count is that of the truncated real A's eigenvalues (NumPy)
+    outside the layer's largest modulus with imaginary part >= 0."""
+    case = escaping_poles
+    real = real_output_system(case.system())
+    counts = []
+    for rank in range(1, real.n):
+        A = np.asarray(cc.balanced_truncation(real, rank=rank, horizon=case.horizon).system.A)
+        eigenvalues = np.linalg.eigvals(A)
+        escaped = eigenvalues[(np.abs(eigenvalues) > case.limit) & (eigenvalues.imag >= 0)]
+        reduced = reduce_layer_system("layer", case.system(), rank, gramians="real_output", horizon=case.horizon)
+        counts.append(reduced.poles_moved_in)
+        assert reduced.poles_moved_in == len(escaped)
+        assert np.all(np.abs(reduced.system.poles) <= case.limit * (1 + 1e-12))
+        if len(escaped):
+            assert reduced.moved_from_modulus == pytest.approx(np.abs(escaped).max(), rel=1e-9)
+    assert max(counts) >= 2
 
 def test_jit_with_a_static_horizon_equals_eager():
     jax = pytest.importorskip("jax")
