@@ -275,8 +275,9 @@ def reduce_layer_system(
 
     With a ``horizon`` the truncation is time-limited (the Gramians over that many steps, see
     ``compressm_core.balanced_truncation``): it has no a-priori bound (None) and does not
-    preserve stability, so a reduced pole slower than the layer's slowest pole (seen when half
-    the states or more are kept) is moved in to that pole's modulus, keeping its
+    preserve stability, so a reduced pole slower than the layer's slowest pole (in random
+    64-state LRU-like layers only when half the states or more were kept; in small layers also
+    at lower ranks) is moved in to that pole's modulus, keeping its
     phase (over the horizon this changed the response less than an infinite-horizon
     truncation to the same rank in 11 of 14 cases at or near the unit circle). How many moved
     (counted in the new layer's states), and from what largest modulus to which, is returned.
