@@ -63,10 +63,11 @@ def test_the_defaults_are_the_lru_layers_own():
 
 
 @pytest.mark.parametrize(
-    ("r_min", "r_max"), [(0.9, 1.0), (0.5, 1.5), (0.95, 0.9), (-0.1, 0.5), (True, 0.9), (math.nan, 0.9), ("0.5", 0.9)]
+    ("r_min", "r_max"),
+    [(0.9, 1.0), (0.5, 1.5), (0.95, 0.9), (-0.1, 0.5), (0.0, 0.0), (True, 0.9), (math.nan, 0.9), ("0.5", 0.9)],
 )
 def test_a_ring_outside_the_unit_disc_names_both_fields_and_flags(r_min, r_max):
-    message = (rf"`lru_r_min` \(--r-min\) and `lru_r_max` \(--r-max\) must satisfy 0 <= lru_r_min <= lru_r_max < 1 "
+    message = (rf"`lru_r_min` \(--r-min\) and `lru_r_max` \(--r-max\) must satisfy 0 <= lru_r_min <= lru_r_max < 1 and lru_r_max > 0 "
                rf".* got lru_r_min={r_min!r}, lru_r_max={r_max!r}")
     with pytest.raises(ValueError, match=message):
         TrainConfig(lru_r_min=r_min, lru_r_max=r_max)

@@ -164,10 +164,10 @@ def test_lru_init_follows_the_ring_and_gamma_normalisation() -> None:
 
 
 #: The LRU's pole ring must satisfy 0 <= r_min <= r_max < 1; the same message in both frameworks.
-LRU_RING_ERROR = r"LRU needs 0 <= `r_min` <= `r_max` < 1 \(the moduli of the initial poles\), got r_min={}, r_max={}"
+LRU_RING_ERROR = r"LRU needs 0 <= `r_min` <= `r_max` < 1 and `r_max` > 0 \(the moduli of the initial poles\), got r_min={}, r_max={}"
 
 
-@pytest.mark.parametrize(("r_min", "r_max"), [(0.9, 1.0), (0.5, 1.5), (0.8, 0.7), (-0.1, 0.5)])
+@pytest.mark.parametrize(("r_min", "r_max"), [(0.9, 1.0), (0.5, 1.5), (0.8, 0.7), (-0.1, 0.5), (0.0, 0.0)])
 def test_lru_rejects_a_ring_outside_the_unit_disc_or_reversed(r_min: float, r_max: float) -> None:
     with pytest.raises(ValueError, match=LRU_RING_ERROR.format(r_min, r_max)):
         LRU(4, 6, r_min=r_min, r_max=r_max, dtype=F64)
