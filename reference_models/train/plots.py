@@ -3,6 +3,7 @@ over steps and wall-clock time, training loss; and of several runs (arms, seeds)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,19 @@ def plot_hsv_comparison(runs: dict[str, dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _state_dim_ticks(dims: list[int]) -> list[float]:
+    """1, 2, 5 x 10^k between the smallest and largest of ``dims``, and the smallest itself
+    where the first such tick is more than 1.2x above it (or the largest where none lies between)."""
+    low, high = min(dims), max(dims)
+    decades = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
+    ticks = [m * 10.0**k for k in decades for m in (1, 2, 5) if low <= m * 10.0**k <= high]
+    if not ticks or ticks[0] > 1.2 * low:
+        ticks.insert(0, low)
+    if len(ticks) == 1 and high > low:
+        ticks.append(high)
+    return ticks
+
+
 def plot_sweep(summary: dict[str, Any], path: Path) -> Path:
     """Test metric against final total state dim, one panel per point of the run (last step,
     best validation step): every seed's run as a dot, the mean over seeds at each tolerance
@@ -238,19 +252,21 @@ def plot_sweep(summary: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(points), figsize=(6.0 * len(points), 4.4), squeeze=False)
     names = list(dict.fromkeys(row["name"] for row in summary["rows"]))
     for ax, (key, title) in zip(axes[0], points, strict=True):
+        dims: list[int] = []
         for i, name in enumerate(names):
             colour, marker = _colour(i), _MARKERS[i % len(_MARKERS)]
             rows = [row for row in summary["rows"] if row["name"] == name and row[f"mean{key}"] is not None]
             seeds = [(d, v) for row in rows for d, v in zip(row["total_state_dims"], row[f"values{key}"], strict=True) if v is not None]
             if not seeds:
                 continue
+            dims.extend(d for d, _ in seeds)
             ax.scatter(*zip(*seeds, strict=True), s=16, alpha=0.45, color=colour, marker=marker)
             means = sorted((row["total_state_dim"], row[f"mean{key}"]) for row in rows)
             ax.plot(*zip(*means, strict=True), marker=marker, color=colour, linewidth=1.8, label=name)
             if rows[0]["arm"] == "full":
                 ax.axhline(means[0][1], linestyle="--", linewidth=0.8, color=colour)
-        ax.set_xscale("log")  # labelled at 1, 2, 5 x 10^k as plain numbers, minor ticks unlabelled
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.set_xscale("log")  # labelled as plain numbers, minor ticks unlabelled
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(_state_dim_ticks(dims)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel="final total state dim", ylabel=f"test {metric}", title=f"test {metric} at the {title}")
