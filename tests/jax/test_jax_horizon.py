@@ -60,7 +60,6 @@ def test_the_horizon_keeps_faster_poles_at_the_same_tolerance(decoupled_lru):
     assert infinite.reductions[0].error_bound > 0
 
 
-
 def test_a_cut_records_the_poles_it_moved_in(escaping_poles):
     """The layer's LayerReduction counts the truncated poles outside its largest modulus
     (``escaping_poles``' NumPy oracle), and the new layer's poles lie within it."""
@@ -76,6 +75,7 @@ def test_a_cut_records_the_poles_it_moved_in(escaping_poles):
     assert np.all(pole_radii(limited.model) <= case.limit * (1 + 1e-12))
     infinite = cj.compress(model, ranks={"blocks.0.ssm": case.rank}).reductions[0]
     assert (infinite.poles_moved_in, infinite.moved_from_modulus, infinite.moved_to_modulus) == (0, None, None)
+
 
 def test_compressor_plans_with_its_horizon(decoupled_lru):
     case = decoupled_lru
