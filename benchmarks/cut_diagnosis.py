@@ -49,7 +49,7 @@ def recording_cuts(cuts: list[tuple[int, torch.nn.Module, torch.nn.Module]]) -> 
     ``cuts`` at every check that reduced something."""
 
     class RecordingCompressor(ct.Compressor):
-        def step(self, step, model, optimizer, validate):  # noqa: ANN001, ANN202 (as Compressor.step)
+        def step(self, step, model, optimizer, validate):  # the signature of Compressor.step
             events, before = len(self.events), copy.deepcopy(model)
             model, optimizer = super().step(step, model, optimizer, validate)
             if len(self.events) > events:
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> list[tuple[int, torch.nn.Module, torch.nn.Module]]:
     torch.manual_seed(config.seed)
     for step, before, after in cuts:
         print(f"cut at step {step}")
-        for (name, old), (_, new) in zip(ct.compressible_layers(before), ct.compressible_layers(after)):
+        for (name, old), (_, new) in zip(ct.compressible_layers(before), ct.compressible_layers(after), strict=True):
             fresh = type(new)(state_dim=new.state_dim, **new.hyper_parameters())
             for label, layer in (("before", old), ("after", new), ("fresh", fresh)):
                 print(f"  {name:<16} {label:<7} {layer_summary(layer)}")

@@ -208,9 +208,9 @@ def test_rank_benchmark_rows_give_one_rank_from_all_three_methods(load_benchmark
 
 
 def test_cut_diagnosis_records_each_cut_and_summarises_layers_by_their_poles(load_benchmark):
-    import compressm_torch as ct
     import torch
 
+    import compressm_torch as ct
     from reference_models.torch_models.lru import LRU
 
     module = load_benchmark("cut_diagnosis")

@@ -85,7 +85,7 @@ def test_resume_between_a_cut_and_its_rollback_is_bit_identical(tmp_path, monkey
     config = TINY.replace(safety_net=True, rollback_tolerance=0.0, recovery_steps=3, after_rollback="skip", lr=0.02,
                           optimizer_state="reset")
     model, record = torch_trainer.train(config, progress=False)
-    assert [(r["step"], r["judged_step"]) for r in record.rollbacks][0] == (4, 7) and record.reductions
+    assert next((r["step"], r["judged_step"]) for r in record.rollbacks) == (4, 7) and record.reductions
     stop_at(torch_trainer, 4)
     with pytest.raises(RunInterrupted, match="at step 5"):
         torch_trainer.train(config, progress=False, output=tmp_path)
