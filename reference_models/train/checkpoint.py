@@ -17,6 +17,9 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
+from .._indices import check_lru_ring
+from .config import LRU_RING
+
 #: ``format`` in the metadata of the files this version writes; files without it are
 #: model checkpoints of earlier versions (same layout), any other value is refused.
 FORMAT_VERSION = "1"
@@ -79,6 +82,12 @@ def check_model_config(config: Any) -> dict[str, Any]:
             msg = f"checkpoint config field `layer_options.{name}` is unknown for layer {layer!r}"
             raise ValueError(msg)
         _number(f"layer_options.{name}", value, 0.0, 1e6)
+    if layer == "lru":
+        try:
+            check_lru_ring(options.get("r_min", LRU_RING[0]), options.get("r_max", LRU_RING[1]))
+        except ValueError as error:
+            msg = f"checkpoint config field `layer_options`: {error}"
+            raise ValueError(msg) from None
     return config
 
 

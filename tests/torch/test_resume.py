@@ -210,6 +210,8 @@ def tampered(source: Path, target: Path, *, config=None, tensors=None, metadata=
         (lambda c: {**c, "layer": "gru"}, "field `layer` must be one of"),
         (lambda c: {**c, "surprise": 1}, "field `surprise` is unknown"),
         (lambda c: {**c, "layer_options": {"r_min": "x"}}, r"field `layer_options.r_min` must be a number"),
+        (lambda c: {**c, "layer_options": {"r_min": 0.5, "r_max": 2.0}},
+         r"field `layer_options`: LRU needs 0 <= `r_min` <= `r_max` < 1 .* got r_min=0.5, r_max=2.0"),
         (lambda c: {k: v for k, v in c.items() if k != "pooling"}, "field `pooling` must be present"),
         (lambda c: [c], "field `config` must be a JSON object"),
     ],
