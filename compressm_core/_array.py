@@ -62,7 +62,7 @@ def jax_host_call_on_cpu(
         return _to_words(on_host(*arrays), dtype)
 
     def host(*traced: Array) -> Array:
-        words = jax.ShapeDtypeStruct(_words_shape(shape, dtype), _word_dtype(dtype, jax.numpy))
+        words = jax.eval_shape(lambda x: _to_words(x, dtype, jax), jax.ShapeDtypeStruct(shape, dtype))
         returned = jax.pure_callback(on_numpy, words, *(_to_words(x, x.dtype, jax) for x in traced), vmap_method="broadcast_all")
         return _from_words(returned, dtype, jax)
 
@@ -79,16 +79,6 @@ def jax_host_call_on_cpu(
 
 def _is_64_bit(dtype: Any) -> bool:
     return np.dtype(dtype) in (np.float64, np.complex128)
-
-
-def _word_dtype(dtype: Any, xp: Any) -> Any:
-    return xp.uint32 if _is_64_bit(dtype) else dtype
-
-
-def _words_shape(shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
-    if not _is_64_bit(dtype):
-        return shape
-    return (*shape, 2, 2) if np.dtype(dtype).kind == "c" else (*shape, 2)
 
 
 def _to_words(x: Array, dtype: Any, jax: Any = None) -> Array:

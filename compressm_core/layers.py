@@ -63,6 +63,11 @@ class LayerReduction:
     moved_from_modulus: float | None = None
     moved_to_modulus: float | None = None
 
+    def moved_poles(self) -> dict[str, Any]:
+        """The three pole-move fields by name, as events and metrics write them."""
+        return {"poles_moved_in": self.poles_moved_in, "moved_from_modulus": self.moved_from_modulus,
+                "moved_to_modulus": self.moved_to_modulus}
+
 
 @dataclass(frozen=True)
 class CompressionEvent:
@@ -101,8 +106,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "name": r.name, "old_dim": r.old_dim, "new_dim": r.new_dim,
             "hsv": [float(v) for v in np.asarray(r.hsv).tolist()],
             "error_bound": r.error_bound, "kept": None if r.kept is None else list(r.kept),
-            "poles_moved_in": r.poles_moved_in, "moved_from_modulus": r.moved_from_modulus,
-            "moved_to_modulus": r.moved_to_modulus,
+            **r.moved_poles(),
         }
         for r in event.reductions
     ]

@@ -28,11 +28,15 @@ def checked_state_indices(keep: Iterable[int], state_dim: int) -> list[int]:
     return indices
 
 
+def is_lru_ring(r_min: float, r_max: float) -> bool:
+    """Whether ``0 <= r_min <= r_max < 1`` and ``r_max > 0``: the LRU's initial poles lie on the
+    ring ``r_min <= |lambda| <= r_max``, strictly inside the unit circle (``|lambda| = 1`` would
+    be ``nu_log = log(0)``) and not all at 0 (``nu_log = +inf``, whose gradient is NaN)."""
+    return 0 <= r_min <= r_max < 1 and r_max > 0
+
+
 def check_lru_ring(r_min: float, r_max: float) -> None:
-    """ValueError unless ``0 <= r_min <= r_max < 1`` and ``r_max > 0``: the LRU's initial poles
-    lie on the ring ``r_min <= |lambda| <= r_max``, strictly inside the unit circle
-    (``|lambda| = 1`` would be ``nu_log = log(0)``) and not all at 0 (``nu_log = +inf``, whose
-    gradient is NaN)."""
-    if not (0 <= r_min <= r_max < 1 and r_max > 0):
+    """ValueError unless ``is_lru_ring(r_min, r_max)``."""
+    if not is_lru_ring(r_min, r_max):
         msg = f"LRU needs 0 <= `r_min` <= `r_max` < 1 and `r_max` > 0 (the moduli of the initial poles), got r_min={r_min}, r_max={r_max}"
         raise ValueError(msg)

@@ -10,6 +10,7 @@ from typing import Any
 
 from compressm_core.schedule import ReductionSchedule
 
+from .._indices import is_lru_ring
 from ..tasks import TASKS
 
 BACKENDS = ("torch", "jax")
@@ -144,7 +145,7 @@ class TrainConfig:
         """The LRU's pole ring (``--r-min``, ``--r-max``): inside the unit circle, LRU only."""
         r_min, r_max = self.lru_r_min, self.lru_r_max
         numbers = all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in (r_min, r_max))
-        if not (numbers and 0 <= r_min <= r_max < 1 and r_max > 0):
+        if not (numbers and is_lru_ring(r_min, r_max)):
             msg = (
                 f"`lru_r_min` (--r-min) and `lru_r_max` (--r-max) must satisfy 0 <= lru_r_min <= lru_r_max < 1 and lru_r_max > 0 "
                 f"(the moduli of the LRU's initial poles), got lru_r_min={r_min!r}, lru_r_max={r_max!r}"

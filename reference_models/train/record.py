@@ -96,9 +96,7 @@ class RunRecord:
                 "old_dim": reduction.old_dim,
                 "new_dim": reduction.new_dim,
                 "error_bound": reduction.error_bound,
-                "poles_moved_in": reduction.poles_moved_in,
-                "moved_from_modulus": reduction.moved_from_modulus,
-                "moved_to_modulus": reduction.moved_to_modulus,
+                **reduction.moved_poles(),
                 f"val_{self.metric_name}_before": event.metric_before,
                 f"val_{self.metric_name}_after": event.metric_after,
             })

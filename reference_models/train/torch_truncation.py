@@ -74,11 +74,7 @@ def truncated_run(
         "truncation_s": seconds,
         "truncation": {"tau": tau, "dims": dims, "horizon": horizon},
         "error_bounds": {r.name: r.error_bound for r in compressed.reductions},
-        "moved_poles": {
-            r.name: {"poles_moved_in": r.poles_moved_in, "moved_from_modulus": r.moved_from_modulus,
-                     "moved_to_modulus": r.moved_to_modulus}
-            for r in compressed.reductions
-        },
+        "moved_poles": {r.name: r.moved_poles() for r in compressed.reductions},
         "hsv": {r.name: [float(v) for v in r.hsv] for r in compressed.reductions},
         "config": source["config"],
     }
